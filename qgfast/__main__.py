@@ -1,0 +1,7 @@
+"""``python -m qgfast`` runs the command line."""
+
+import sys
+
+from qgfast.cli import main
+
+sys.exit(main())

@@ -1,0 +1,12 @@
+"""Type stub for the Rust extension ``qgfast._native`` (rust/src/lib.rs). Keep in sync."""
+
+__version__: str
+
+class NativeError(RuntimeError):
+    """An internal failure (a caught panic) inside qgfast's native extension."""
+
+def build_info(key: str | None = None) -> dict[str, str] | str:
+    """All build facts as a dict, or the one named by ``key`` (ValueError if unknown)."""
+
+def _selftest_fail(kind: str) -> None:
+    """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""

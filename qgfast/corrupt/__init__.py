@@ -1,0 +1,1 @@
+"""Mask corruption ops and the variable-quality-mask (VQM) generator."""

@@ -1,0 +1,1 @@
+"""Segmentation losses (MONAI-compatible names): Dice, DiceCE, quality-weighted losses."""

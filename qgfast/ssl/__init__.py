@@ -1,0 +1,1 @@
+"""Semi-supervised frameworks (PL, MT, CPS, ...), quality guidance, ramps and trainer."""
