@@ -1,0 +1,62 @@
+import dataclasses
+
+from benchmarks.harness import Row
+from benchmarks.render_results import render
+
+BASE = Row(
+    op="dice",
+    provider="reference",
+    shape="4x2x8",
+    dtype="float32",
+    mode="fwd",
+    p20_ms=9.0,
+    p50_ms=10.0,
+    p80_ms=11.0,
+    peak_mb=100.0,
+    device="GPU A",
+    torch="2.15",
+    triton="3.9",
+    qgfast="0.1.0",
+    date="2026-11-26",
+    run_id="r1",
+)
+
+
+def _row(**changes) -> Row:
+    return dataclasses.replace(BASE, **changes)
+
+
+def _line(text: str, provider: str, run_id_marker: str = "") -> str:
+    return next(
+        line for line in text.splitlines() if f"| {provider} |" in line and run_id_marker in line
+    )
+
+
+def test_ratio_against_baseline_of_the_same_run() -> None:
+    rows = [BASE, _row(provider="triton", p50_ms=2.0, peak_mb=25.0)]
+    text = render(rows)
+    line = _line(text, "triton")
+    assert "| 5.00× |" in line
+    assert "| 0.25 |" in line
+
+
+def test_no_ratio_across_runs_or_devices() -> None:
+    rows = [
+        BASE,
+        _row(provider="triton", run_id="r2", p50_ms=2.0),
+        _row(provider="triton", device="CPU B", p50_ms=1.0),
+    ]
+    text = render(rows)
+    assert "## CPU B" in text
+    assert "## GPU A" in text
+    for line in text.splitlines():
+        if "| triton |" in line:
+            assert "×" not in line, line
+
+
+def test_missing_peak_renders_as_not_available() -> None:
+    text = render([_row(peak_mb=None), _row(provider="triton", peak_mb=None, p50_ms=5.0)])
+    line = _line(text, "triton")
+    assert "| n/a |" in line
+    assert "| 2.00× |" in line
+    assert "| – |" in line
