@@ -1,0 +1,25 @@
+PYTHON ?= python
+
+.PHONY: build lint format test bench
+
+build:  ## build the Rust extension in place (needs an active virtualenv)
+	maturin develop --release
+
+lint:
+	ruff check .
+	ruff format --check .
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+format:
+	ruff format .
+	ruff check --fix .
+	cargo fmt --all
+
+test:
+	$(PYTHON) -m pytest
+	cargo test
+
+bench:  ## measure on this machine's default device, append rows, re-render RESULTS.md
+	for b in benchmarks/bench_*.py; do $(PYTHON) -m benchmarks.$$(basename $$b .py) || exit 1; done
+	$(PYTHON) -m benchmarks.render_results benchmarks/results/*.jsonl --out benchmarks/RESULTS.md
