@@ -119,12 +119,14 @@ def _run(
     inputs: Sequence[object],
     dtype_of: Callable[[torch.Tensor], torch.dtype],
     cotangent_seed: int | None,
+    differentiable: Sequence[int] | None,
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor | None, ...]]:
     """Run ``fn`` on fresh leaf copies of ``inputs``; gradients if a seed is given."""
     leaves: list[object] = []
-    for x in inputs:
+    for i, x in enumerate(inputs):
         if isinstance(x, torch.Tensor) and x.is_floating_point():
-            leaves.append(x.detach().to(dtype_of(x)).requires_grad_(cotangent_seed is not None))
+            wants_grad = cotangent_seed is not None and (differentiable is None or i in differentiable)
+            leaves.append(x.detach().to(dtype_of(x)).requires_grad_(wants_grad))
         else:
             leaves.append(x)
     outs = _as_tuple(fn(*leaves))
@@ -151,17 +153,20 @@ def assert_matches_reference(
     grad: bool = True,
     tol: float | None = None,
     seed: int = 0,
+    differentiable: Sequence[int] | None = None,
 ) -> list[Comparison]:
     """Check ``kernel_fn(*inputs)`` against ``reference_fn`` by the rule, outputs and
-    (with ``grad``) gradients of every floating input under one fixed random cotangent.
+    (with ``grad``) gradients of every floating input (or of the inputs whose indices are
+    in ``differentiable``) under one fixed random cotangent. Every floating input is cast
+    to float64 for the ground truth.
 
     The ground truth is ``reference_fn`` on float64 copies of the floating inputs. Returns
     the comparisons made (all passing); raises AssertionError listing every one otherwise.
     """
     cot_seed = seed if grad else None
-    k_out, k_grad = _run(kernel_fn, inputs, lambda x: x.dtype, cot_seed)
-    r_out, r_grad = _run(reference_fn, inputs, lambda x: x.dtype, cot_seed)
-    t_out, t_grad = _run(reference_fn, inputs, lambda x: torch.float64, cot_seed)
+    k_out, k_grad = _run(kernel_fn, inputs, lambda x: x.dtype, cot_seed, differentiable)
+    r_out, r_grad = _run(reference_fn, inputs, lambda x: x.dtype, cot_seed, differentiable)
+    t_out, t_grad = _run(reference_fn, inputs, lambda x: torch.float64, cot_seed, differentiable)
     if not len(k_out) == len(r_out) == len(t_out):
         raise AssertionError(f"output counts differ: kernel {len(k_out)}, reference {len(r_out)}")
     results = [

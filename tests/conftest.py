@@ -60,3 +60,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def device() -> torch.device:
     """The device kernel tests run on: CUDA when present, else CPU (Triton interpreter)."""
     return torch.device("cuda" if HAS_CUDA else "cpu")
+
+
+@pytest.fixture(params=["reference", "triton"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per backend by forcing QGFAST_BACKEND (Triton interpreted on CPU)."""
+    monkeypatch.setenv("QGFAST_BACKEND", request.param)
+    return request.param

@@ -108,3 +108,16 @@ def test_missing_gradient_is_reported() -> None:
 def test_non_tensor_output_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="tensor or a tuple"):
         testing.assert_matches_reference(lambda x: 3, lambda x: x, [torch.zeros(1)])
+
+
+def test_differentiable_restricts_gradients_to_chosen_inputs() -> None:
+    x, w = torch.randn(2, 5), torch.randn(2, 5)
+
+    def refuses_grad_of_w(x, w):
+        assert not w.requires_grad
+        return _softmax_sum(x, w)
+
+    results = testing.assert_matches_reference(
+        refuses_grad_of_w, refuses_grad_of_w, [x, w], differentiable=[0]
+    )
+    assert [r.what for r in results] == ["output[0]", "grad[0]"]

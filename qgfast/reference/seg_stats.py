@@ -1,0 +1,182 @@
+"""Segmentation statistics: the one primitive behind every Dice/CE loss in qgfast.
+
+For a prediction (B, C, *spatial) and a target, per sample b and class c:
+
+    I[b,c] = Σ_n m·p·t          intersection
+    P[b,c] = Σ_n m·p^k          prediction volume (k = 2 with ``squared``, else 1)
+    G[b,c] = Σ_n m·t^k          target volume
+    D[b,c] = Σ_n m·|p − t|^k    difference (soft-label Dice, mean-squared consistency)
+
+and per sample the cross-entropy numerator and normaliser
+
+    ce_sum[b] = Σ_n m·w_n·ce_n,   ce_norm[b] = Σ_n m·w_n
+
+(w_n = class weight of the voxel's label for label targets, else 1), where p is the
+activated prediction, t the target (one-hot of a label map, or dense probabilities) and m
+an optional voxel weight. Every loss (MONAI Dice/DiceCE with all their options, the
+quality-weighted pseudolabel loss, mean-squared consistency) is a few (B, C)-sized torch
+operations on these sums, so one fused kernel sweep (``qgfast.kernels.seg_stats``) serves
+them all, and autograd of those small operations hands the kernel's backward sweep
+dL/dI, dL/dP, dL/dD and dL/dce_sum.
+
+This module is the plain PyTorch definition: the oracle in tests and the CPU backend. It
+materialises one-hot targets and activated probabilities, which the kernel never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+Activation = Literal["none", "sigmoid", "softmax", "hard", "labels"]
+TargetMode = Literal["labels", "dense", "dense_hard"]
+CrossEntropy = Literal["none", "softmax", "bce"]
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """What the statistics are computed from.
+
+    act: how the prediction becomes p — ``none`` (already probabilities), ``sigmoid``,
+        ``softmax`` (over channels), ``hard`` (argmax over channels, or p ≥ 0.5 when C = 1,
+        of probabilities) or ``labels`` (the prediction is a (B, 1, ...) label map).
+    target: ``labels`` (a (B, 1, ...) label map; one-hot when C > 1, the value itself when
+        C = 1), ``dense`` (B, C, ...) probabilities, or ``dense_hard`` (dense, binarised
+        like ``hard``).
+    num_classes: C, the channels of p.
+    squared: k = 2 in P, G and D (MONAI ``squared_pred``), else k = 1.
+    ce: the cross-entropy accumulated alongside: ``none``, ``softmax`` (multi-class, on the
+        logits) or ``bce`` (binary with logits, C = 1).
+    repeats: each target sample serves ``repeats`` consecutive predictions (K candidate
+        masks scored against one ground truth without copying it).
+    """
+
+    act: Activation
+    target: TargetMode
+    num_classes: int
+    squared: bool = False
+    ce: CrossEntropy = "none"
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.ce == "bce" and self.num_classes != 1:
+            raise ValueError("bce cross-entropy needs a single channel (C = 1)")
+        if self.ce == "softmax" and self.num_classes < 2:
+            raise ValueError("softmax cross-entropy needs C >= 2 channels")
+        if self.ce != "none" and self.act in ("hard", "labels"):
+            raise ValueError(f"cross-entropy needs logits, not act={self.act!r}")
+
+    @property
+    def differentiable(self) -> bool:
+        return self.act not in ("hard", "labels")
+
+
+class Stats(NamedTuple):
+    """Sums in float32 (float64 for float64 inputs): I, P, G, D are (B, C); ce_* are (B,)."""
+
+    I: torch.Tensor  # noqa: E741 -- the intersection's conventional name
+    P: torch.Tensor
+    G: torch.Tensor
+    D: torch.Tensor
+    ce_sum: torch.Tensor
+    ce_norm: torch.Tensor
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, N) integer labels → (B, C, N)."""
+    return F.one_hot(labels.long(), num_classes).movedim(-1, 1).to(dtype)
+
+
+def _binarise(probs: torch.Tensor) -> torch.Tensor:
+    """(B, C, N) probabilities → hard one-hot (argmax; threshold 0.5 when C = 1)."""
+    if probs.shape[1] == 1:
+        return (probs >= 0.5).to(probs.dtype)
+    return _one_hot(probs.argmax(1), probs.shape[1], probs.dtype)
+
+
+def prediction(x: torch.Tensor, spec: StatsSpec, dtype: torch.dtype) -> torch.Tensor:
+    """p as (B, C, N) in ``dtype``."""
+    if spec.act == "labels":
+        labels = x.flatten(1)
+        if spec.num_classes == 1:
+            return labels.to(dtype).unsqueeze(1)
+        return _one_hot(labels, spec.num_classes, dtype)
+    xf = x.flatten(2).to(dtype)
+    if spec.act == "sigmoid":
+        return torch.sigmoid(xf)
+    if spec.act == "softmax":
+        return torch.softmax(xf, dim=1)
+    if spec.act == "hard":
+        return _binarise(xf)
+    return xf
+
+
+def target_tensor(target: torch.Tensor, spec: StatsSpec, dtype: torch.dtype) -> torch.Tensor:
+    """t as (B_target, C, N) in ``dtype``."""
+    if spec.target == "labels":
+        labels = target.flatten(1)
+        if spec.num_classes == 1:
+            return labels.to(dtype).unsqueeze(1)
+        return _one_hot(labels, spec.num_classes, dtype)
+    t = target.flatten(2).to(dtype)
+    return _binarise(t) if spec.target == "dense_hard" else t
+
+
+def seg_stats(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    spec: StatsSpec,
+    mask: torch.Tensor | None = None,
+    class_weight: torch.Tensor | None = None,
+) -> Stats:
+    """The statistics of the module docstring, in plain differentiable PyTorch.
+
+    x [B, C, *S] logits/probabilities (or [B, 1, *S] labels); target [B/repeats, 1 or C, *S];
+    mask [B, *S] or [B, 1, *S] voxel weights; class_weight [C] (softmax CE: per-class
+    weights; bce: the positive-class weight).
+    """
+    dtype = accumulation_dtype(x.dtype if x.is_floating_point() else torch.float32)
+    p = prediction(x, spec, dtype)
+    t = target_tensor(target, spec, dtype)
+    if spec.repeats > 1:
+        t = t.repeat_interleave(spec.repeats, dim=0)
+    m = torch.ones_like(p[:, :1]) if mask is None else mask.reshape(p.shape[0], 1, -1).to(dtype)
+    k = 2 if spec.squared else 1
+    I = (m * p * t).sum(-1)  # noqa: E741
+    P = (m * p.pow(k)).sum(-1)
+    G = (m * t.pow(k)).sum(-1)
+    D = (m * (p - t).abs().pow(k)).sum(-1)
+    m1 = m[:, 0]
+    if spec.ce == "softmax":
+        log_s = torch.log_softmax(x.flatten(2).to(dtype), dim=1)
+        if spec.target == "labels":
+            labels = target.flatten(1).long()
+            if spec.repeats > 1:
+                labels = labels.repeat_interleave(spec.repeats, dim=0)
+            w = torch.ones_like(m1) if class_weight is None else class_weight.to(dtype)[labels]
+            nll = -log_s.gather(1, labels.unsqueeze(1))[:, 0]
+            ce_sum, ce_norm = (m1 * w * nll).sum(-1), (m1 * w).sum(-1)
+        else:
+            cw = 1.0 if class_weight is None else class_weight.to(dtype).view(1, -1, 1)
+            ce_sum = -(m1 * (cw * t * log_s).sum(1)).sum(-1)
+            ce_norm = m1.sum(-1)
+    elif spec.ce == "bce":
+        pos = None if class_weight is None else class_weight.to(dtype).view(1, -1, 1)
+        loss = F.binary_cross_entropy_with_logits(
+            x.flatten(2).to(dtype), t, pos_weight=pos, reduction="none"
+        )
+        ce_sum, ce_norm = (m1 * loss[:, 0]).sum(-1), m1.sum(-1)
+    else:
+        ce_sum = ce_norm = torch.zeros(p.shape[0], dtype=dtype, device=p.device)
+    return Stats(I, P, G, D, ce_sum, ce_norm)
