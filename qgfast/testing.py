@@ -125,7 +125,9 @@ def _run(
     leaves: list[object] = []
     for i, x in enumerate(inputs):
         if isinstance(x, torch.Tensor) and x.is_floating_point():
-            wants_grad = cotangent_seed is not None and (differentiable is None or i in differentiable)
+            wants_grad = cotangent_seed is not None and (
+                differentiable is None or i in differentiable
+            )
             leaves.append(x.detach().to(dtype_of(x)).requires_grad_(wants_grad))
         else:
             leaves.append(x)

@@ -29,10 +29,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 try:  # hypothesis is a test extra; the GPU machine may not have it
-    from hypothesis import settings
+    from hypothesis import HealthCheck, settings
 
-    settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True)
-    settings.register_profile("dev", deadline=None, max_examples=50)
+    # The `backend` fixture only sets an environment variable that holds for every example.
+    _quiet = [HealthCheck.function_scoped_fixture]
+    settings.register_profile(
+        "ci", deadline=None, max_examples=25, derandomize=True, suppress_health_check=_quiet
+    )
+    settings.register_profile("dev", deadline=None, max_examples=50, suppress_health_check=_quiet)
     settings.load_profile("ci" if os.environ.get("CI") else "dev")
 except ImportError:
     pass

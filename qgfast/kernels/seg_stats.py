@@ -159,6 +159,7 @@ def _seg_stats_fwd_kernel(
     TARGET: tl.constexpr,
     CE: tl.constexpr,
     SQUARED: tl.constexpr,
+    ABSOLUTE: tl.constexpr,
     HAS_MASK: tl.constexpr,
     HAS_CW: tl.constexpr,
     C_PAD: tl.constexpr,
@@ -200,6 +201,10 @@ def _seg_stats_fwd_kernel(
         b_P = tl.sum(vv * p * p, axis=1)
         b_G = tl.sum(vv * t * t, axis=1)
         b_D = tl.sum(vv * d * d, axis=1)
+    elif ABSOLUTE:
+        b_P = tl.sum(vv * tl.abs(p), axis=1)
+        b_G = tl.sum(vv * tl.abs(t), axis=1)
+        b_D = tl.sum(vv * d, axis=1)
     else:
         b_P = tl.sum(vv * p, axis=1)
         b_G = tl.sum(vv * t, axis=1)
@@ -271,6 +276,7 @@ def _seg_stats_bwd_kernel(
     TARGET: tl.constexpr,
     CE: tl.constexpr,
     SQUARED: tl.constexpr,
+    ABSOLUTE: tl.constexpr,
     HAS_MASK: tl.constexpr,
     HAS_CW: tl.constexpr,
     C_PAD: tl.constexpr,
@@ -315,6 +321,8 @@ def _seg_stats_bwd_kernel(
         dp = gI * t + 2.0 * gP * p + 2.0 * gD * diff
     else:
         sign = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
+        if ABSOLUTE:
+            gP = gP * tl.where(p > 0, 1.0, tl.where(p < 0, -1.0, 0.0))
         dp = gI * t + gP + gD * sign
     dp = dp * v[None, :]
     if ACT == 1:
@@ -388,6 +396,7 @@ def _const(spec: StatsSpec, mask, class_weight, c_pad: int, block_n: int) -> dic
         "TARGET": _TARGET[spec.target],
         "CE": _CE[spec.ce],
         "SQUARED": spec.squared,
+        "ABSOLUTE": spec.absolute,
         "HAS_MASK": mask is not None,
         "HAS_CW": class_weight is not None,
         "C_PAD": c_pad,

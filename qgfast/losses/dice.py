@@ -153,7 +153,15 @@ class DiceLoss(_Loss):
                 "number of channels for target is neither 1 (without one-hot encoding) nor the "
                 f"same as input, got shape {tuple(input.shape)} and {tuple(target.shape)}."
             )
-        return StatsSpec(act=act, target=mode, num_classes=c, squared=self.squared_pred, ce=ce)
+        # MONAI's soft-label Dice uses L1 norms, Σ|p|, for the volumes.
+        return StatsSpec(
+            act=act,
+            target=mode,
+            num_classes=c,
+            squared=self.squared_pred,
+            ce=ce,
+            absolute=self.soft_label,
+        )
 
     def _dice_from_stats(self, stats: Stats, spatial_dims: int) -> torch.Tensor:
         if not self.include_background and stats.I.shape[1] > 1:

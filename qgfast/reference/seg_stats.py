@@ -3,8 +3,8 @@
 For a prediction (B, C, *spatial) and a target, per sample b and class c:
 
     I[b,c] = Σ_n m·p·t          intersection
-    P[b,c] = Σ_n m·p^k          prediction volume (k = 2 with ``squared``, else 1)
-    G[b,c] = Σ_n m·t^k          target volume
+    P[b,c] = Σ_n m·p^k          prediction volume (k = 2 with ``squared``, else 1;
+    G[b,c] = Σ_n m·t^k          target volume      |p|, |t| with ``absolute``)
     D[b,c] = Σ_n m·|p − t|^k    difference (soft-label Dice, mean-squared consistency)
 
 and per sample the cross-entropy numerator and normaliser
@@ -52,6 +52,8 @@ class StatsSpec:
         logits) or ``bce`` (binary with logits, C = 1).
     repeats: each target sample serves ``repeats`` consecutive predictions (K candidate
         masks scored against one ground truth without copying it).
+    absolute: with k = 1, P and G sum |p| and |t| (L1 norms, MONAI's soft-label Dice);
+        equal to the plain sums for probabilities, different for raw un-activated inputs.
     """
 
     act: Activation
@@ -60,6 +62,7 @@ class StatsSpec:
     squared: bool = False
     ce: CrossEntropy = "none"
     repeats: int = 1
+    absolute: bool = False
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -154,8 +157,8 @@ def seg_stats(
     m = torch.ones_like(p[:, :1]) if mask is None else mask.reshape(p.shape[0], 1, -1).to(dtype)
     k = 2 if spec.squared else 1
     I = (m * p * t).sum(-1)  # noqa: E741
-    P = (m * p.pow(k)).sum(-1)
-    G = (m * t.pow(k)).sum(-1)
+    P = (m * (p.abs() if spec.absolute else p).pow(k)).sum(-1)
+    G = (m * (t.abs() if spec.absolute else t).pow(k)).sum(-1)
     D = (m * (p - t).abs().pow(k)).sum(-1)
     m1 = m[:, 0]
     if spec.ce == "softmax":

@@ -11,7 +11,7 @@ from qgfast.reference.seg_stats import seg_stats as reference_stats
 from qgfast.testing import assert_matches_reference
 
 pytest.importorskip("triton")
-from qgfast.kernels.seg_stats import seg_stats_forward  # noqa: E402
+from qgfast.kernels.seg_stats import seg_stats_forward
 
 SHAPES = [(3, 2, 17, 23, 9), (2, 1, 13, 11), (1, 5, 7, 3, 5)]
 
@@ -31,7 +31,9 @@ def _inputs(shape, spec: StatsSpec, device, dtype=torch.float32, repeats=1):
     b, c, *s = shape
     bt = b // repeats
     if spec.act == "labels":
-        x = torch.randint(0, max(c, 2) if c > 1 else 2, (b, 1, *s), device=device, dtype=torch.uint8)
+        x = torch.randint(
+            0, max(c, 2) if c > 1 else 2, (b, 1, *s), device=device, dtype=torch.uint8
+        )
     else:
         x = (2 * torch.randn(b, c, *s, device=device)).to(dtype)
     if spec.target == "labels":
@@ -152,5 +154,7 @@ def test_more_than_2_pow_31_elements_use_int64_offsets() -> None:
     t[1, 0, -5:] = 1
     stats = seg_stats_forward(x, t, spec)
     assert stats.G[1, 0].item() == 5.0
-    torch.testing.assert_close(stats.P[1, 0], torch.tensor(n * 0.5, device="cuda"), rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        stats.P[1, 0], torch.tensor(n * 0.5, device="cuda"), rtol=1e-5, atol=0
+    )
     torch.testing.assert_close(stats.I[1, 0], torch.tensor(2.5, device="cuda"))
