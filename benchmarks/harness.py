@@ -7,7 +7,8 @@ Timing
 Peak memory attributable to the op
 - CUDA: ``max_memory_allocated`` during one call minus what was allocated before it.
 - CPU: the process's peak RSS (VmHWM, reset through /proc/self/clear_refs) during one call
-  minus the RSS before it; ``None`` where the kernel does not allow the reset.
+  minus the RSS before it, with glibc's mmap threshold pinned so that freed tensors leave
+  the resident set; ``None`` where the kernel or libc does not allow this.
 
 Rows (one JSON object a line) carry the device name, versions, shape, dtype, mode, date
 and a run id; ``render_results.py`` turns them into RESULTS.md with ratios against the
@@ -16,8 +17,10 @@ baseline provider of the same run only. CPU and GPU rows never share a ratio.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -109,7 +112,22 @@ def _rss_kib(field: str) -> int | None:
     return None
 
 
+@functools.cache
+def _fix_glibc_mmap_threshold() -> bool:
+    """glibc raises its mmap threshold after large frees, so later large tensors come from
+    the already-resident heap and peak RSS would not see them. Pinning the threshold keeps
+    every large allocation a fresh mapping, returned to the system when freed."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_mmap_threshold = -3
+    return bool(libc.mallopt(m_mmap_threshold, 128 * 1024))
+
+
 def _cpu_peak_mb(fn: Callable[[], object]) -> float | None:
+    if not _fix_glibc_mmap_threshold():
+        return None
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
