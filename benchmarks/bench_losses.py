@@ -4,7 +4,9 @@ dice_scores, forward and forward+backward, time and loss-attributable peak memor
 Providers (ratios in RESULTS.md are against ``reference``, the eager PyTorch reference):
 - ``qgfast``: the dispatched op (Triton on CUDA; skipped on CPU, where it is the reference);
 - ``reference``: qgfast's plain PyTorch reference (QGFAST_BACKEND=reference);
-- ``reference-compile``: ``torch.compile`` of the same reference (``--compile``);
+- ``reference-compile``: ``torch.compile`` of the same reference, fp32/uint8 at the target
+  shapes LA and BraTS-SSL only (compiling costs tens of seconds a shape); on by default on
+  CUDA, ``--compile`` on CPU, ``--no-compile`` to skip;
 - ``monai``: ``monai.losses.DiceCELoss`` / ``monai.metrics.compute_dice`` (if installed);
 - ``nnunet-style``: nnU-Net's memory-efficient soft Dice + CE, written here from its
   published formula (softmax, bool one-hot under no_grad, sums, −mean Dice + CE).
@@ -13,7 +15,7 @@ Providers (ratios in RESULTS.md are against ``reference``, the eager PyTorch ref
 backward also reads them again and writes the gradient), so ``GB_per_s`` of any provider
 compares directly with ``bench_bandwidth``'s floor of the same run.
 
-    python -m benchmarks.bench_losses [--quick] [--compile] [--out ...]
+    python -m benchmarks.bench_losses [--quick] [--compile | --no-compile] [--out ...]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SHAPES = {
     "stress": (8, 4, 128, 128, 128),
 }
 QUICK_SHAPES = {"tiny3d": (2, 2, 24, 20, 16), "tiny2d": (4, 4, 48, 40)}
+COMPILE_SHAPES = {"LA", "BraTS-SSL", "tiny3d"}
 
 
 @contextlib.contextmanager
@@ -224,7 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/losses.jsonl"))
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile(reference)")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add torch.compile(reference) (default: on for CUDA, off for CPU)",
+    )
     parser.add_argument("--shapes", nargs="*", help=f"subset of {list(SHAPES)}")
     args = parser.parse_args(argv)
     device = default_device()
@@ -233,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gpu = device.type == "cuda"
     dtypes = [torch.float32, torch.bfloat16] if gpu and not args.quick else [torch.float32]
     label_dtypes = [torch.uint8, torch.int64] if gpu and not args.quick else [torch.uint8]
-    bench_dice_ce(rec, shapes, dtypes, label_dtypes, args.compile)
+    use_compile = gpu if args.compile is None else args.compile
+    bench_dice_ce(rec, shapes, dtypes, label_dtypes, use_compile)
     bench_dice_scores(rec, args.quick)
     return 0
 

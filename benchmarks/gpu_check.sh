@@ -7,7 +7,7 @@
 # Works from a source checkout whose Rust extension was built elsewhere (a prebuilt
 # qgfast/_native.abi3.so in the package) on a machine with torch, triton, numpy and pytest
 # only: tests needing other packages skip themselves. Stays well inside 10 minutes: tests
-# get GPU_CHECK_TEST_TIMEOUT s (240), each benchmark GPU_CHECK_BENCH_TIMEOUT s (120).
+# get GPU_CHECK_TEST_TIMEOUT s (180), each benchmark GPU_CHECK_BENCH_TIMEOUT s (330).
 # Without CUDA it refuses, unless QGFAST_GPU_CHECK_ALLOW_CPU=1 (used to test this script);
 # QGFAST_GPU_CHECK_QUICK=1 passes --quick to the benchmarks.
 set -uo pipefail
@@ -22,8 +22,8 @@ py=${PYTHON:-python3}
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export QGFAST_BENCH_RUN_ID=${QGFAST_BENCH_RUN_ID:-gpucheck-$(date -u +%Y%m%dT%H%M%SZ)-$(hostname)}
-test_limit=${GPU_CHECK_TEST_TIMEOUT:-240}
-bench_limit=${GPU_CHECK_BENCH_TIMEOUT:-120}
+test_limit=${GPU_CHECK_TEST_TIMEOUT:-180}
+bench_limit=${GPU_CHECK_BENCH_TIMEOUT:-330}
 quick=()
 [ "${QGFAST_GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
 

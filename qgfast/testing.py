@@ -135,14 +135,18 @@ def _run(
     if cotangent_seed is None:
         return tuple(o.detach() for o in outs), ()
     diff_in = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad]
-    diff_out = [o for o in outs if o.requires_grad]
+    # One cotangent per output, drawn in output order whether or not that output needs a
+    # gradient, so every run sees the same cotangent for the same output.
     gen = torch.Generator().manual_seed(cotangent_seed)
-    cots = [
-        torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device, o.dtype)
-        for o in diff_out
+    cots = [torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in outs]
+    pairs = [
+        (o, c.to(o.device, o.dtype)) for o, c in zip(outs, cots, strict=True) if o.requires_grad
     ]
-    grads = torch.autograd.grad(diff_out, diff_in, cots, allow_unused=True) if diff_out else ()
-    if not diff_out:
+    if pairs:
+        grads = torch.autograd.grad(
+            [o for o, _ in pairs], diff_in, [c for _, c in pairs], allow_unused=True
+        )
+    else:
         grads = tuple(None for _ in diff_in)
     return tuple(o.detach() for o in outs), tuple(grads)
 

@@ -160,6 +160,7 @@ def _seg_stats_fwd_kernel(
     CE: tl.constexpr,
     SQUARED: tl.constexpr,
     ABSOLUTE: tl.constexpr,
+    DIFF: tl.constexpr,
     HAS_MASK: tl.constexpr,
     HAS_CW: tl.constexpr,
     C_PAD: tl.constexpr,
@@ -196,20 +197,24 @@ def _seg_stats_fwd_kernel(
         C_PAD,
     )
     vv = v[None, :]
-    d = tl.abs(p - t)
+    b_I = tl.sum(vv * p * t, axis=1)
+    p_k = p
+    t_k = t
+    if ABSOLUTE:
+        p_k = tl.abs(p)
+        t_k = tl.abs(t)
     if SQUARED:
-        b_P = tl.sum(vv * p * p, axis=1)
-        b_G = tl.sum(vv * t * t, axis=1)
-        b_D = tl.sum(vv * d * d, axis=1)
-    elif ABSOLUTE:
-        b_P = tl.sum(vv * tl.abs(p), axis=1)
-        b_G = tl.sum(vv * tl.abs(t), axis=1)
+        p_k = p * p
+        t_k = t * t
+    b_P = tl.sum(vv * p_k, axis=1)
+    b_G = tl.sum(vv * t_k, axis=1)
+    if DIFF:
+        d = tl.abs(p - t)
+        if SQUARED:
+            d = d * d
         b_D = tl.sum(vv * d, axis=1)
     else:
-        b_P = tl.sum(vv * p, axis=1)
-        b_G = tl.sum(vv * t, axis=1)
-        b_D = tl.sum(vv * d, axis=1)
-    b_I = tl.sum(vv * p * t, axis=1)
+        b_D = tl.zeros_like(b_I)
 
     p_out = p_part + (i_b.to(tl.int64) * NB + i_n) * (4 * C_PAD + 2)
     tl.store(p_out + o_c, b_I)
@@ -277,6 +282,7 @@ def _seg_stats_bwd_kernel(
     CE: tl.constexpr,
     SQUARED: tl.constexpr,
     ABSOLUTE: tl.constexpr,
+    DIFF: tl.constexpr,
     HAS_MASK: tl.constexpr,
     HAS_CW: tl.constexpr,
     C_PAD: tl.constexpr,
@@ -315,15 +321,19 @@ def _seg_stats_bwd_kernel(
     p_g = i_b.to(tl.int64) * C + o_c
     gI = tl.load(p_gI + p_g, mask=m_c, other=0)[:, None]
     gP = tl.load(p_gP + p_g, mask=m_c, other=0)[:, None]
-    gD = tl.load(p_gD + p_g, mask=m_c, other=0)[:, None]
-    diff = p - t
     if SQUARED:
-        dp = gI * t + 2.0 * gP * p + 2.0 * gD * diff
+        dp = gI * t + 2.0 * gP * p
+    elif ABSOLUTE:
+        dp = gI * t + gP * tl.where(p > 0, 1.0, tl.where(p < 0, -1.0, 0.0))
     else:
-        sign = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
-        if ABSOLUTE:
-            gP = gP * tl.where(p > 0, 1.0, tl.where(p < 0, -1.0, 0.0))
-        dp = gI * t + gP + gD * sign
+        dp = gI * t + gP
+    if DIFF:
+        gD = tl.load(p_gD + p_g, mask=m_c, other=0)[:, None]
+        diff = p - t
+        if SQUARED:
+            dp += 2.0 * gD * diff
+        else:
+            dp += gD * tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
     dp = dp * v[None, :]
     if ACT == 1:
         dx = dp * p * (1.0 - p)
@@ -397,6 +407,7 @@ def _const(spec: StatsSpec, mask, class_weight, c_pad: int, block_n: int) -> dic
         "CE": _CE[spec.ce],
         "SQUARED": spec.squared,
         "ABSOLUTE": spec.absolute,
+        "DIFF": spec.diff,
         "HAS_MASK": mask is not None,
         "HAS_CW": class_weight is not None,
         "C_PAD": c_pad,

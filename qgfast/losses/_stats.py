@@ -25,7 +25,8 @@ class SegStatsFunction(torch.autograd.Function):
         stats = seg_stats_forward(x, target, spec, mask, class_weight)
         ctx.save_for_backward(x, target, mask, class_weight)
         ctx.spec = spec
-        ctx.mark_non_differentiable(stats.G, stats.ce_norm)
+        constant = [stats.G, stats.ce_norm] + ([] if spec.diff else [stats.D])
+        ctx.mark_non_differentiable(*constant)
         return tuple(stats)
 
     @staticmethod

@@ -130,7 +130,13 @@ class DiceLoss(_Loss):
                 target, 1, "target", self.validate and not target.is_floating_point()
             )
             return StatsSpec(
-                act=act, target="dense", num_classes=1, squared=self.squared_pred, ce=ce
+                act=act,
+                target="dense",
+                num_classes=1,
+                squared=self.squared_pred,
+                ce=ce,
+                absolute=self.soft_label,
+                diff=self.soft_label and not self.squared_pred,
             )
         if target.shape[1] == 1:
             if not self.to_onehot_y:
@@ -161,6 +167,7 @@ class DiceLoss(_Loss):
             squared=self.squared_pred,
             ce=ce,
             absolute=self.soft_label,
+            diff=self.soft_label and not self.squared_pred,
         )
 
     def _dice_from_stats(self, stats: Stats, spatial_dims: int) -> torch.Tensor:

@@ -197,7 +197,11 @@ def softmax_mse(
     if teacher_probs.shape[1] != c:
         raise ValueError(f"teacher_probs has {teacher_probs.shape[1]} channels, student {c}")
     spec = StatsSpec(
-        act="softmax" if c > 1 else "sigmoid", target="dense", num_classes=c, squared=True
+        act="softmax" if c > 1 else "sigmoid",
+        target="dense",
+        num_classes=c,
+        squared=True,
+        diff=True,
     )
     stats = seg_stats(student_logits, teacher_probs, spec)
     per_sample = stats.D.sum(1) / student_logits[0].numel()

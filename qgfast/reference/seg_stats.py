@@ -54,6 +54,7 @@ class StatsSpec:
         masks scored against one ground truth without copying it).
     absolute: with k = 1, P and G sum |p| and |t| (L1 norms, MONAI's soft-label Dice);
         equal to the plain sums for probabilities, different for raw un-activated inputs.
+    diff: compute D (else it is zero): only soft-label Dice and the MSE consistency need it.
     """
 
     act: Activation
@@ -63,6 +64,7 @@ class StatsSpec:
     ce: CrossEntropy = "none"
     repeats: int = 1
     absolute: bool = False
+    diff: bool = False
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -154,13 +156,19 @@ def seg_stats(
     t = target_tensor(target, spec, dtype)
     if spec.repeats > 1:
         t = t.repeat_interleave(spec.repeats, dim=0)
-    m = torch.ones_like(p[:, :1]) if mask is None else mask.reshape(p.shape[0], 1, -1).to(dtype)
-    k = 2 if spec.squared else 1
-    I = (m * p * t).sum(-1)  # noqa: E741
-    P = (m * (p.abs() if spec.absolute else p).pow(k)).sum(-1)
-    G = (m * (t.abs() if spec.absolute else t).pow(k)).sum(-1)
-    D = (m * (p - t).abs().pow(k)).sum(-1)
-    m1 = m[:, 0]
+    m = None if mask is None else mask.reshape(p.shape[0], 1, -1).to(dtype)
+
+    def total(v: torch.Tensor) -> torch.Tensor:  # Σ_n m·v, skipping the product when m = 1
+        return (v if m is None else m * v).sum(-1)
+
+    def power(v: torch.Tensor) -> torch.Tensor:
+        return v * v if spec.squared else v
+
+    I = total(p * t)  # noqa: E741
+    P = total(power(p.abs() if spec.absolute else p))
+    G = total(power(t.abs() if spec.absolute else t))
+    D = total(power((p - t).abs())) if spec.diff else torch.zeros_like(I)
+    m1 = torch.ones_like(p[:, 0]) if m is None else m[:, 0]
     if spec.ce == "softmax":
         log_s = torch.log_softmax(x.flatten(2).to(dtype), dim=1)
         if spec.target == "labels":

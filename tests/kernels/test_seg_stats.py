@@ -50,7 +50,11 @@ def _spec_for(mode, c, repeats=1):
         pytest.skip("bce needs C = 1")
     if ce == "softmax" and c == 1:
         pytest.skip("softmax CE needs C >= 2")
-    return StatsSpec(act=act, target=target, num_classes=c, ce=ce, squared=squared, repeats=repeats)
+    # D is asked for whenever the mode is not squared-without-ce, so both kernel paths run
+    diff = not (squared and ce == "none")
+    return StatsSpec(
+        act=act, target=target, num_classes=c, ce=ce, squared=squared, repeats=repeats, diff=diff
+    )
 
 
 def _check(x, t, spec, mask=None, cw=None):

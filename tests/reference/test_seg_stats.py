@@ -7,9 +7,9 @@ from qgfast.reference.seg_stats import StatsSpec, seg_stats
 
 SPECS = [
     StatsSpec(act="softmax", target="labels", num_classes=3, ce="softmax"),
-    StatsSpec(act="softmax", target="dense", num_classes=3, ce="softmax", squared=True),
+    StatsSpec(act="softmax", target="dense", num_classes=3, ce="softmax", squared=True, diff=True),
     StatsSpec(act="sigmoid", target="dense", num_classes=1, ce="bce"),
-    StatsSpec(act="none", target="dense", num_classes=2, absolute=True),
+    StatsSpec(act="none", target="dense", num_classes=2, absolute=True, diff=True),
 ]
 
 
@@ -35,7 +35,7 @@ def test_gradcheck_float64(spec: StatsSpec) -> None:
 
 
 def test_values_from_first_principles() -> None:
-    spec = StatsSpec(act="labels", target="labels", num_classes=2, repeats=2)
+    spec = StatsSpec(act="labels", target="labels", num_classes=2, repeats=2, diff=True)
     pred = torch.tensor([[[1, 1, 0, 0]], [[0, 0, 0, 0]]], dtype=torch.uint8)
     target = torch.tensor([[[1, 0, 1, 0]]])
     s = seg_stats(pred, target, spec)
