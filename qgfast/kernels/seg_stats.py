@@ -32,6 +32,7 @@ from qgfast.reference.seg_stats import Stats, StatsSpec
 _ACT = {"none": 0, "sigmoid": 1, "softmax": 2, "hard": 3, "labels": 4}
 _TARGET = {"labels": 0, "dense": 1, "dense_hard": 2}
 _CE = {"none": 0, "softmax": 1, "bce": 2}
+_MAX_GRID_Y = 65535  # CUDA's limit on the second grid axis, which indexes the sample
 
 
 @triton.jit
@@ -396,6 +397,11 @@ def _prepare(x, target, mask, spec):
     t_f = _flat(target, channels=spec.target != "labels")
     m_f = _flat(mask, channels=False)
     n = x_f.shape[-1]
+    if x_f.shape[0] > _MAX_GRID_Y:
+        raise ValueError(
+            f"batch of {x_f.shape[0]} exceeds the kernel's {_MAX_GRID_Y} samples per launch; "
+            "split it into chunks"
+        )
     c_pad = triton.next_power_of_2(spec.num_classes)
     return x_f, t_f, m_f, n, c_pad
 
