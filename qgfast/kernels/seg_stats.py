@@ -54,29 +54,10 @@ def _binarise_tile(v, m_c, o_c, C_PAD: tl.constexpr):
 
 @triton.jit
 def _load_tiles(
-    p_x,
-    p_t,
-    p_m,
-    i_b,
-    o_c,
-    o_n,
-    m_c,
-    m_n,
-    N,
-    REPEATS,
-    s_xb,
-    s_xc,
-    s_xn,
-    s_tb,
-    s_tc,
-    s_tn,
-    s_mb,
-    s_mn,
-    ACT: tl.constexpr,
-    TARGET: tl.constexpr,
-    HAS_MASK: tl.constexpr,
-    C_PAD: tl.constexpr,
-):
+    p_x, p_t, p_m, i_b, o_c, o_n, m_c, m_n, N, REPEATS,
+    s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
+    ACT: tl.constexpr, TARGET: tl.constexpr, HAS_MASK: tl.constexpr, C_PAD: tl.constexpr,
+):  # fmt: skip
     """Returns x [C_PAD, BLOCK_N] (logits, 0 where invalid), p (activated, 0 on padded
     channels), t (target, 0 on padded channels), labels [BLOCK_N] and voxel weights v
     [BLOCK_N] (0 beyond N)."""
@@ -139,34 +120,13 @@ def _log_softmax_parts(x, m_c):
 
 @triton.jit
 def _seg_stats_fwd_kernel(
-    p_x,
-    p_t,
-    p_m,
-    p_cw,
-    p_part,
-    N,
-    C,
-    REPEATS,
-    NB,
-    s_xb,
-    s_xc,
-    s_xn,
-    s_tb,
-    s_tc,
-    s_tn,
-    s_mb,
-    s_mn,
-    ACT: tl.constexpr,
-    TARGET: tl.constexpr,
-    CE: tl.constexpr,
-    SQUARED: tl.constexpr,
-    ABSOLUTE: tl.constexpr,
-    DIFF: tl.constexpr,
-    HAS_MASK: tl.constexpr,
-    HAS_CW: tl.constexpr,
-    C_PAD: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+    p_x, p_t, p_m, p_cw, p_part,
+    N, C, REPEATS, NB,
+    s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
+    ACT: tl.constexpr, TARGET: tl.constexpr, CE: tl.constexpr, SQUARED: tl.constexpr,
+    ABSOLUTE: tl.constexpr, DIFF: tl.constexpr, HAS_MASK: tl.constexpr, HAS_CW: tl.constexpr,
+    C_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
     i_n = tl.program_id(0)
     i_b = tl.program_id(1)
     o_c = tl.arange(0, C_PAD)
@@ -174,29 +134,10 @@ def _seg_stats_fwd_kernel(
     m_c = o_c < C
     m_n = o_n < N
     x, p, t, labels, v = _load_tiles(
-        p_x,
-        p_t,
-        p_m,
-        i_b,
-        o_c,
-        o_n,
-        m_c,
-        m_n,
-        N,
-        REPEATS,
-        s_xb,
-        s_xc,
-        s_xn,
-        s_tb,
-        s_tc,
-        s_tn,
-        s_mb,
-        s_mn,
-        ACT,
-        TARGET,
-        HAS_MASK,
-        C_PAD,
-    )
+        p_x, p_t, p_m, i_b, o_c, o_n, m_c, m_n, N, REPEATS,
+        s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
+        ACT, TARGET, HAS_MASK, C_PAD,
+    )  # fmt: skip
     vv = v[None, :]
     b_I = tl.sum(vv * p * t, axis=1)
     p_k = p
@@ -255,40 +196,13 @@ def _seg_stats_fwd_kernel(
 
 @triton.jit
 def _seg_stats_bwd_kernel(
-    p_x,
-    p_t,
-    p_m,
-    p_cw,
-    p_gI,
-    p_gP,
-    p_gD,
-    p_gce,
-    p_dx,
-    N,
-    C,
-    REPEATS,
-    s_xb,
-    s_xc,
-    s_xn,
-    s_tb,
-    s_tc,
-    s_tn,
-    s_mb,
-    s_mn,
-    s_db,
-    s_dc,
-    s_dn,
-    ACT: tl.constexpr,
-    TARGET: tl.constexpr,
-    CE: tl.constexpr,
-    SQUARED: tl.constexpr,
-    ABSOLUTE: tl.constexpr,
-    DIFF: tl.constexpr,
-    HAS_MASK: tl.constexpr,
-    HAS_CW: tl.constexpr,
-    C_PAD: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+    p_x, p_t, p_m, p_cw, p_gI, p_gP, p_gD, p_gce, p_dx,
+    N, C, REPEATS,
+    s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn, s_db, s_dc, s_dn,
+    ACT: tl.constexpr, TARGET: tl.constexpr, CE: tl.constexpr, SQUARED: tl.constexpr,
+    ABSOLUTE: tl.constexpr, DIFF: tl.constexpr, HAS_MASK: tl.constexpr, HAS_CW: tl.constexpr,
+    C_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
     i_n = tl.program_id(0)
     i_b = tl.program_id(1)
     o_c = tl.arange(0, C_PAD)
@@ -296,29 +210,10 @@ def _seg_stats_bwd_kernel(
     m_c = o_c < C
     m_n = o_n < N
     x, p, t, labels, v = _load_tiles(
-        p_x,
-        p_t,
-        p_m,
-        i_b,
-        o_c,
-        o_n,
-        m_c,
-        m_n,
-        N,
-        REPEATS,
-        s_xb,
-        s_xc,
-        s_xn,
-        s_tb,
-        s_tc,
-        s_tn,
-        s_mb,
-        s_mn,
-        ACT,
-        TARGET,
-        HAS_MASK,
-        C_PAD,
-    )
+        p_x, p_t, p_m, i_b, o_c, o_n, m_c, m_n, N, REPEATS,
+        s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
+        ACT, TARGET, HAS_MASK, C_PAD,
+    )  # fmt: skip
     p_g = i_b.to(tl.int64) * C + o_c
     gI = tl.load(p_gI + p_g, mask=m_c, other=0)[:, None]
     gP = tl.load(p_gP + p_g, mask=m_c, other=0)[:, None]

@@ -103,6 +103,14 @@ def _one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torc
     return F.one_hot(labels.long(), num_classes).movedim(-1, 1).to(dtype)
 
 
+def _label_channels(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, *S) label map → (B, C, N): one-hot, or the 0/1 value itself when C = 1."""
+    flat = labels.flatten(1)
+    if num_classes == 1:
+        return flat.to(dtype).unsqueeze(1)
+    return _one_hot(flat, num_classes, dtype)
+
+
 def _binarise(probs: torch.Tensor) -> torch.Tensor:
     """(B, C, N) probabilities → hard one-hot (argmax; threshold 0.5 when C = 1)."""
     if probs.shape[1] == 1:
@@ -113,10 +121,7 @@ def _binarise(probs: torch.Tensor) -> torch.Tensor:
 def prediction(x: torch.Tensor, spec: StatsSpec, dtype: torch.dtype) -> torch.Tensor:
     """p as (B, C, N) in ``dtype``."""
     if spec.act == "labels":
-        labels = x.flatten(1)
-        if spec.num_classes == 1:
-            return labels.to(dtype).unsqueeze(1)
-        return _one_hot(labels, spec.num_classes, dtype)
+        return _label_channels(x, spec.num_classes, dtype)
     xf = x.flatten(2).to(dtype)
     if spec.act == "sigmoid":
         return torch.sigmoid(xf)
@@ -130,10 +135,7 @@ def prediction(x: torch.Tensor, spec: StatsSpec, dtype: torch.dtype) -> torch.Te
 def target_tensor(target: torch.Tensor, spec: StatsSpec, dtype: torch.dtype) -> torch.Tensor:
     """t as (B_target, C, N) in ``dtype``."""
     if spec.target == "labels":
-        labels = target.flatten(1)
-        if spec.num_classes == 1:
-            return labels.to(dtype).unsqueeze(1)
-        return _one_hot(labels, spec.num_classes, dtype)
+        return _label_channels(target, spec.num_classes, dtype)
     t = target.flatten(2).to(dtype)
     return _binarise(t) if spec.target == "dense_hard" else t
 
