@@ -72,10 +72,10 @@ if [ -s "$out/results.jsonl" ]; then
   "$py" - "$out/results.jsonl" <<'PY' | tee -a "$summary"
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print(f"\n{'op':<18}{'provider':<22}{'shape':<20}{'dtype':<10}{'mode':<9}{'p50 ms':>10}  GB/s")
+print(f"\n{'op':<18}{'provider':<22}{'shape':<30}{'dtype':<15}{'mode':<9}{'p50 ms':>10}  GB/s")
 for r in rows:
     rate = r["extra"].get("GB_per_s", "")
-    print(f"{r['op']:<18}{r['provider']:<22}{r['shape']:<20}{r['dtype']:<10}{r['mode']:<9}"
+    print(f"{r['op']:<18}{r['provider']:<22}{r['shape']:<30}{r['dtype']:<15}{r['mode']:<9}"
           f"{r['p50_ms']:>10.4f}  {rate}")
 PY
 fi
