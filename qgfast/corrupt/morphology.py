@@ -1,0 +1,105 @@
+"""Erosion, dilation, opening and closing of batched label maps (binary or multi-class).
+
+Semantics (``qgfast.reference.morphology``): scipy.ndimage's binary morphology with
+``border_value=0`` on binary masks, exactly; on multi-class maps a class shrinks to where
+its whole structuring element is that class, and grows into background only (the larger
+label wins a contested voxel). Structuring elements: ``"ball"`` (skimage ``disk``/``ball``,
+x² + y² [+ z²] ≤ r²) or ``"cube"`` (side 2r + 1). Radius: an int, or a (B,) integer tensor
+of per-sample radii, 0 meaning identity.
+
+Backend: the PyTorch reference (chord decomposition of the ball) on every device for now;
+the Triton kernel of issue 4 is not written yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from qgfast.reference import morphology as reference
+from qgfast.reference.morphology import Footprint
+
+_SHAPES = ("ball", "cube")
+
+
+def _check_masks(masks: torch.Tensor) -> None:
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
+    if masks.dim() not in (4, 5) or masks.shape[1] != 1:
+        raise ValueError(f"masks must be (B, 1, H, W) or (B, 1, H, W, D), got {tuple(masks.shape)}")
+    if masks.shape[0] == 0:
+        raise ValueError("masks is an empty batch (B = 0)")
+    if masks.is_floating_point() or masks.is_complex():
+        raise TypeError(
+            f"masks must be an integer or bool label map, got {masks.dtype}; threshold "
+            "probabilities first (e.g. (probs >= 0.5).to(torch.uint8))"
+        )
+
+
+def _radii(radius: int | torch.Tensor, masks: torch.Tensor) -> list[int]:
+    """Per-sample radii as Python ints, validated."""
+    b = masks.shape[0]
+    if isinstance(radius, torch.Tensor):
+        if radius.is_floating_point() or radius.shape != (b,):
+            raise ValueError(
+                f"radius tensor must be integer with shape ({b},), "
+                f"got {radius.dtype} {tuple(radius.shape)}"
+            )
+        values = [int(v) for v in radius.tolist()]
+    elif isinstance(radius, int) and not isinstance(radius, bool):
+        values = [radius] * b
+    else:
+        raise TypeError(
+            f"radius must be an int or a (B,) integer tensor, got {type(radius).__name__}"
+        )
+    largest = max(masks.shape[2:])
+    for v in values:
+        if v < 0:
+            raise ValueError(f"radius must be >= 0, got {v}")
+        if v > largest:
+            raise ValueError(f"radius {v} is larger than the volume {tuple(masks.shape[2:])}")
+    return values
+
+
+def _apply(
+    op: Callable[[torch.Tensor, int, Footprint], torch.Tensor],
+    masks: torch.Tensor,
+    radius: int | torch.Tensor,
+    shape: str,
+) -> torch.Tensor:
+    _check_masks(masks)
+    if shape not in _SHAPES:
+        raise ValueError(f"shape must be one of {_SHAPES}, got {shape!r}")
+    radii = _radii(radius, masks)
+    x = masks.to(torch.uint8) if masks.dtype == torch.bool else masks
+    out = torch.empty_like(x)
+    for r in sorted(set(radii)):  # one batched call per distinct radius
+        idx = torch.tensor([i for i, v in enumerate(radii) if v == r], device=x.device)
+        out[idx] = op(x[idx], r, shape)  # type: ignore[arg-type]
+    return out.to(masks.dtype)
+
+
+def erode(masks: torch.Tensor, radius: int | torch.Tensor, *, shape: str = "ball") -> torch.Tensor:
+    """Erosion of masks [B, 1, *S] by ``radius`` (int or [B]); same dtype out."""
+    return _apply(reference.erode, masks, radius, shape)
+
+
+def dilate(masks: torch.Tensor, radius: int | torch.Tensor, *, shape: str = "ball") -> torch.Tensor:
+    """Dilation of masks [B, 1, *S] by ``radius`` (int or [B]); same dtype out."""
+    return _apply(reference.dilate, masks, radius, shape)
+
+
+def opening(
+    masks: torch.Tensor, radius: int | torch.Tensor, *, shape: str = "ball"
+) -> torch.Tensor:
+    """Dilation of the erosion (scipy ``binary_opening``): removes parts thinner than the SE."""
+    return dilate(erode(masks, radius, shape=shape), radius, shape=shape)
+
+
+def closing(
+    masks: torch.Tensor, radius: int | torch.Tensor, *, shape: str = "ball"
+) -> torch.Tensor:
+    """Erosion of the dilation (scipy ``binary_closing``, border 0): fills gaps narrower
+    than the SE; the 0 border also erodes foreground touching the volume's edge."""
+    return erode(dilate(masks, radius, shape=shape), radius, shape=shape)
