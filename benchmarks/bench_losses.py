@@ -100,7 +100,9 @@ def _bytes(x: torch.Tensor, y: torch.Tensor, mode: str) -> int:
     return fwd if mode == "fwd" else 2 * fwd + x.nbytes
 
 
-def _time_loss(rec, op, provider, loss_fn, x, y, shape_name, mode, label_dtype) -> None:
+def _time_loss(
+    rec, op, provider, loss_fn, x, y, shape_name, mode, label_dtype, quick=False
+) -> None:
     x.grad = None
     if mode == "fwd":
 
@@ -120,19 +122,23 @@ def _time_loss(rec, op, provider, loss_fn, x, y, shape_name, mode, label_dtype) 
         mode=mode,
         bytes_moved=_bytes(x, y, mode),
         grad_to_none=[x],
+        min_run_time=0.05 if quick else 0.5,
     )
 
 
-def bench_dice_ce(rec: Recorder, shapes, dtypes, label_dtypes, use_compile: bool) -> None:
+def bench_dice_ce(
+    rec: Recorder, shapes, dtypes, label_dtypes, use_compile: bool, quick: bool = False
+) -> None:
     device = rec.device
     fused = losses.DiceCELoss(to_onehot_y=True, softmax=True)
     qw = losses.QualityWeightedDiceCELoss()
+    baselines = {"nnunet-style": nnunet_style_dice_ce}
     try:
         import monai.losses
 
-        monai_loss = monai.losses.DiceCELoss(to_onehot_y=True, softmax=True)
+        baselines["monai"] = monai.losses.DiceCELoss(to_onehot_y=True, softmax=True)
     except ImportError:
-        monai_loss = None
+        pass
     for shape_name, shape in shapes.items():
         b, c, *s = shape
         for dtype in dtypes:
@@ -163,21 +169,10 @@ def bench_dice_ce(rec: Recorder, shapes, dtypes, label_dtypes, use_compile: bool
                             mode,
                             label_dtype,
                         )
-                    if monai_loss is not None:
+                    for name, fn in baselines.items():
                         _time_loss(
-                            rec, "dice_ce", "monai", monai_loss, x, y, shape_name, mode, label_dtype
+                            rec, "dice_ce", name, fn, x, y, shape_name, mode, label_dtype, quick
                         )
-                    _time_loss(
-                        rec,
-                        "dice_ce",
-                        "nnunet-style",
-                        nnunet_style_dice_ce,
-                        x,
-                        y,
-                        shape_name,
-                        mode,
-                        label_dtype,
-                    )
             del x
 
 
@@ -242,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtypes = [torch.float32, torch.bfloat16] if gpu and not args.quick else [torch.float32]
     label_dtypes = [torch.uint8, torch.int64] if gpu and not args.quick else [torch.uint8]
     use_compile = gpu if args.compile is None else args.compile
-    bench_dice_ce(rec, shapes, dtypes, label_dtypes, use_compile)
+    bench_dice_ce(rec, shapes, dtypes, label_dtypes, use_compile, args.quick)
     bench_dice_scores(rec, args.quick)
     return 0
 

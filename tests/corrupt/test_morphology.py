@@ -144,3 +144,16 @@ def test_triton_equals_reference(monkeypatch, nd, shape) -> None:
             want = op(masks, radii, shape=shape)
             assert got.dtype == masks.dtype
             assert torch.equal(got, want), op.__name__
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", ["ball", "cube"])
+def test_triton_equals_reference_on_gpu_at_benchmark_shape(monkeypatch, shape) -> None:
+    masks = (torch.rand(8, 1, 128, 128, 128, device="cuda") > 0.9).to(torch.uint8)
+    radii = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3], device="cuda")
+    for op in (corrupt.erode, corrupt.dilate):
+        got = op(masks, radii, shape=shape)
+        monkeypatch.setenv("QGFAST_BACKEND", "reference")
+        want = op(masks, radii, shape=shape)
+        monkeypatch.delenv("QGFAST_BACKEND")
+        assert torch.equal(got, want), op.__name__

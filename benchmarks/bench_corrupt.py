@@ -1,0 +1,135 @@
+"""Mask corruption ops vs what users run today. Today: morphology (erosion, dilation).
+
+Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chord reference):
+- ``qgfast``: the dispatched op (Triton on CUDA; skipped on CPU, where it is the reference);
+- ``reference``: qgfast's plain PyTorch chord decomposition (QGFAST_BACKEND=reference);
+- ``scipy``: scipy.ndimage binary_erosion/dilation with the same footprint, one sample at a
+  time on one core (CPU only; what the authors' data-loader workers do);
+- ``maxpool-cube``: max_pool3d/2d of the float mask (cube only; erosion as −maxpool(−x));
+- ``conv-ball``: conv3d/2d with the ball as kernel, thresholded (> 0 dilation, = |ball| erosion);
+- ``monai``: monai.transforms.utils_morphological_ops erode/dilate (cube footprint).
+
+Shapes: 8×1×128³ and 24×1×256², uint8, ~10 % foreground (a smooth blob field).
+
+    python -m benchmarks.bench_corrupt [--quick] [--out benchmarks/results/corrupt.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.bench_losses import forced_backend
+from benchmarks.harness import Recorder, default_device
+from qgfast import corrupt
+from qgfast.reference.morphology import footprint
+
+SHAPES = {"3D": (8, 1, 128, 128, 128), "2D": (24, 1, 256, 256)}
+QUICK_SHAPES = {"3D": (2, 1, 24, 20, 16), "2D": (4, 1, 40, 36)}
+
+
+def blob_masks(shape: tuple[int, ...], device: torch.device, fraction: float = 0.1) -> torch.Tensor:
+    """Smooth random blobs covering ~``fraction`` of the volume."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    coarse = torch.rand((shape[0], 1, *(max(2, s // 8) for s in shape[2:])), generator=g)
+    mode = "trilinear" if len(shape) == 5 else "bilinear"
+    field = F.interpolate(coarse, size=shape[2:], mode=mode, align_corners=False)
+    cut = torch.quantile(field.flatten()[:: max(1, field.numel() // 1_000_000)], 1 - fraction)
+    return (field > cut).to(torch.uint8).to(device)
+
+
+def _pool(x: torch.Tensor, radius: int) -> torch.Tensor:
+    pool = F.max_pool3d if x.dim() == 5 else F.max_pool2d
+    return pool(x, 2 * radius + 1, stride=1, padding=radius)
+
+
+def _maxpool_cube(masks: torch.Tensor, radius: int, erode: bool) -> torch.Tensor:
+    x = masks.float()
+    if erode:  # border 0: pad with 0 explicitly, max-pool pads with −inf
+        xp = F.pad(x, (radius, radius) * (x.dim() - 2), value=0.0)
+        return (-_pool(-xp, radius))[(..., *[slice(radius, -radius)] * (x.dim() - 2))].to(
+            masks.dtype
+        )
+    return _pool(x, radius).to(masks.dtype)
+
+
+def _conv_ball(masks: torch.Tensor, radius: int, erode: bool) -> torch.Tensor:
+    nd = masks.dim() - 2
+    kernel = footprint(radius, nd, "ball").to(masks.device, torch.float32)[None, None]
+    conv = F.conv3d if nd == 3 else F.conv2d
+    hits = conv(masks.float(), kernel, padding=radius)
+    return (hits >= kernel.sum() - 0.5 if erode else hits > 0.5).to(masks.dtype)
+
+
+def _providers(device: torch.device, shape: str) -> dict[str, Callable]:
+    out: dict[str, Callable] = {}
+    if device.type == "cuda":
+        out["qgfast"] = lambda m, r, erode: (corrupt.erode if erode else corrupt.dilate)(
+            m, r, shape=shape
+        )
+
+    def reference(m, r, erode):
+        with forced_backend("reference"):
+            return (corrupt.erode if erode else corrupt.dilate)(m, r, shape=shape)
+
+    out["reference"] = reference
+    if shape == "cube":
+        out["maxpool-cube"] = _maxpool_cube
+        try:
+            from monai.transforms.utils_morphological_ops import dilate, erode
+
+            out["monai"] = lambda m, r, e: (erode if e else dilate)(m, 2 * r + 1, pad_value=0.0)
+        except ImportError:
+            pass
+    else:
+        out["conv-ball"] = _conv_ball
+    if device.type == "cpu":
+        try:
+            import scipy.ndimage as ndi
+
+            def scipy_op(m, r, erode):
+                fp = footprint(r, m.dim() - 2, shape).numpy()
+                op = ndi.binary_erosion if erode else ndi.binary_dilation
+                return [op(s[0].numpy(), structure=fp, border_value=0) for s in m]
+
+            out["scipy"] = scipy_op
+        except ImportError:
+            pass
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/corrupt.jsonl"))
+    parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
+    parser.add_argument("--radii", type=int, nargs="*", help="default: 1 3 5 on GPU, 3 on CPU")
+    args = parser.parse_args(argv)
+    device = default_device()
+    rec = Recorder(args.out, device)
+    radii = args.radii or ([1, 3, 5] if device.type == "cuda" and not args.quick else [3])
+    for name, shape in (QUICK_SHAPES if args.quick else SHAPES).items():
+        masks = blob_masks(shape, device)
+        for fp_shape in ("ball", "cube"):
+            for r in radii:
+                for erode in (True, False):
+                    op = f"{'erode' if erode else 'dilate'}-{fp_shape}"
+                    for provider, fn in _providers(device, fp_shape).items():
+                        rec.bench(
+                            op,
+                            provider,
+                            lambda fn=fn, r=r, erode=erode, masks=masks: fn(masks, r, erode),
+                            shape=f"{name} r={r} {'x'.join(map(str, shape))}",
+                            dtype="uint8",
+                            mode="fwd",
+                            bytes_moved=2 * masks.nbytes,
+                            min_run_time=0.05 if args.quick else 0.3,
+                        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
