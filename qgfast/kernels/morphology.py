@@ -104,6 +104,8 @@ def morph(x: torch.Tensor, radius: torch.Tensor, shape: str, erode: bool) -> tor
     """Erosion or dilation of label maps x [B, 1, *S] (integer, 2D or 3D) by per-sample
     radii [B] (int32 on x's device); validated by the caller."""
     b = x.shape[0]
+    if b > 65535:  # CUDA's limit on the second grid axis, which indexes the sample
+        raise ValueError(f"batch of {b} exceeds 65535 samples per launch; split it into chunks")
     spatial = x.shape[2:]
     s0, s1, s2 = (1, *spatial) if len(spatial) == 2 else spatial
     n = s0 * s1 * s2

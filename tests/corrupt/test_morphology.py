@@ -157,3 +157,14 @@ def test_triton_equals_reference_on_gpu_at_benchmark_shape(monkeypatch, shape) -
         want = op(masks, radii, shape=shape)
         monkeypatch.delenv("QGFAST_BACKEND")
         assert torch.equal(got, want), op.__name__
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "triton"])
+def test_tiny_volumes_and_radius_equal_to_the_volume(monkeypatch, backend_name) -> None:
+    monkeypatch.setenv("QGFAST_BACKEND", backend_name)
+    one = torch.ones(2, 1, 1, 1, 1, dtype=torch.uint8)
+    assert torch.equal(corrupt.dilate(one, 1), one)
+    assert torch.count_nonzero(corrupt.erode(one, 1)) == 0  # the 0 border erodes everything
+    line = torch.zeros(1, 1, 1, 5, dtype=torch.uint8)
+    line[..., 2] = 1
+    assert corrupt.dilate(line, 5).tolist() == [[[[1, 1, 1, 1, 1]]]]
