@@ -54,13 +54,21 @@ def _binarise_tile(v, m_c, o_c, C_PAD: tl.constexpr):
 
 @triton.jit
 def _load_tiles(
-    p_x, p_t, p_m, i_b, o_c, o_n, m_c, m_n, N, REPEATS,
+    p_x, p_t, p_m, N, C, REPEATS,
     s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
     ACT: tl.constexpr, TARGET: tl.constexpr, HAS_MASK: tl.constexpr, C_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """Returns x [C_PAD, BLOCK_N] (logits, 0 where invalid), p (activated, 0 on padded
-    channels), t (target, 0 on padded channels), labels [BLOCK_N] and voxel weights v
-    [BLOCK_N] (0 beyond N)."""
+    """The program's tile: sample i_b, channels o_c (valid m_c), voxels o_n (valid m_n), and
+    x [C_PAD, BLOCK_N] (logits, 0 where invalid), p (activated, 0 on padded channels), t
+    (target, 0 on padded channels), labels [BLOCK_N] and voxel weights v [BLOCK_N] (0
+    beyond N)."""
+    i_n = tl.program_id(0)
+    i_b = tl.program_id(1)
+    o_c = tl.arange(0, C_PAD)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_c = o_c < C
+    m_n = o_n < N
     b64 = i_b.to(tl.int64)
     n64 = o_n.to(tl.int64)
     m_cn = m_c[:, None] & m_n[None, :]
@@ -97,7 +105,7 @@ def _load_tiles(
     v = m_n.to(tl.float32)
     if HAS_MASK:
         v = v * tl.load(p_m + b64 * s_mb + n64 * s_mn, mask=m_n, other=0).to(tl.float32)
-    return x, p, t, labels, v
+    return i_b, o_c, o_n, m_c, m_n, x, p, t, labels, v
 
 
 @triton.jit
@@ -127,16 +135,10 @@ def _seg_stats_fwd_kernel(
     ABSOLUTE: tl.constexpr, DIFF: tl.constexpr, HAS_MASK: tl.constexpr, HAS_CW: tl.constexpr,
     C_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    i_n = tl.program_id(0)
-    i_b = tl.program_id(1)
-    o_c = tl.arange(0, C_PAD)
-    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_c = o_c < C
-    m_n = o_n < N
-    x, p, t, labels, v = _load_tiles(
-        p_x, p_t, p_m, i_b, o_c, o_n, m_c, m_n, N, REPEATS,
+    i_b, o_c, _o_n, m_c, m_n, x, p, t, labels, v = _load_tiles(
+        p_x, p_t, p_m, N, C, REPEATS,
         s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
-        ACT, TARGET, HAS_MASK, C_PAD,
+        ACT, TARGET, HAS_MASK, C_PAD, BLOCK_N,
     )  # fmt: skip
     vv = v[None, :]
     b_I = tl.sum(vv * p * t, axis=1)
@@ -158,7 +160,7 @@ def _seg_stats_fwd_kernel(
     else:
         b_D = tl.zeros_like(b_I)
 
-    p_out = p_part + (i_b.to(tl.int64) * NB + i_n) * (4 * C_PAD + 2)
+    p_out = p_part + (i_b.to(tl.int64) * NB + tl.program_id(0)) * (4 * C_PAD + 2)
     tl.store(p_out + o_c, b_I)
     tl.store(p_out + C_PAD + o_c, b_P)
     tl.store(p_out + 2 * C_PAD + o_c, b_G)
@@ -203,16 +205,10 @@ def _seg_stats_bwd_kernel(
     ABSOLUTE: tl.constexpr, DIFF: tl.constexpr, HAS_MASK: tl.constexpr, HAS_CW: tl.constexpr,
     C_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    i_n = tl.program_id(0)
-    i_b = tl.program_id(1)
-    o_c = tl.arange(0, C_PAD)
-    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_c = o_c < C
-    m_n = o_n < N
-    x, p, t, labels, v = _load_tiles(
-        p_x, p_t, p_m, i_b, o_c, o_n, m_c, m_n, N, REPEATS,
+    i_b, o_c, o_n, m_c, m_n, x, p, t, labels, v = _load_tiles(
+        p_x, p_t, p_m, N, C, REPEATS,
         s_xb, s_xc, s_xn, s_tb, s_tc, s_tn, s_mb, s_mn,
-        ACT, TARGET, HAS_MASK, C_PAD,
+        ACT, TARGET, HAS_MASK, C_PAD, BLOCK_N,
     )  # fmt: skip
     p_g = i_b.to(tl.int64) * C + o_c
     gI = tl.load(p_gI + p_g, mask=m_c, other=0)[:, None]
