@@ -1,0 +1,101 @@
+"""``add_blobs``: holes (balls set to background, centred on random foreground voxels) and
+islands (balls set to a label, centred on random background voxels), per-sample counts and
+radii, deterministic per (seed, sample index).
+
+Centres: the k-th candidate voxel with k = ⌊u · #candidates⌋ (one cumulative count and a
+search per sample, on the masks' device, no host synchronisation). A sample without a
+candidate voxel gets no blob. Painting: the Triton kernel (``qgfast.kernels.blobs``) gives
+each blob one program that walks only the blob's bounding box, so work is proportional to
+blob volume; the PyTorch reference paints with distance masks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qgfast.backend import select_backend
+from qgfast.corrupt import rng
+from qgfast.corrupt.morphology import _check_masks
+from qgfast.reference import blobs as reference
+
+
+def _counts(n: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    if isinstance(n, torch.Tensor):
+        if n.is_floating_point() or n.shape != (batch,):
+            raise ValueError(
+                f"n must be an int or an integer ({batch},) tensor, got {tuple(n.shape)}"
+            )
+        counts = n.to(device=device, dtype=torch.int64)
+    elif isinstance(n, int) and not isinstance(n, bool):
+        counts = torch.full((batch,), n, dtype=torch.int64, device=device)
+    else:
+        raise TypeError(f"n must be an int or a (B,) integer tensor, got {type(n).__name__}")
+    if bool((counts < 0).any()):
+        raise ValueError("n must be >= 0")
+    return counts
+
+
+def blob_parameters(
+    masks: torch.Tensor,
+    n: int | torch.Tensor,
+    radius_range: tuple[int, int],
+    mode: str,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres [B, n_max, nd] (int64 voxel coordinates) and radii [B, n_max] (int64, −1 for
+    no blob) of the blobs ``add_blobs`` paints."""
+    b = masks.shape[0]
+    spatial = masks.shape[2:]
+    counts = _counts(n, b, masks.device)
+    n_max = int(n) if isinstance(n, int) else int(counts.max().item()) if b else 0
+    lo, hi = radius_range
+    if not (0 <= lo <= hi):
+        raise ValueError(f"radius_range must be (lo, hi) with 0 <= lo <= hi, got {radius_range}")
+    if hi > max(spatial):
+        raise ValueError(f"radius {hi} is larger than the volume {tuple(spatial)}")
+    flat = masks.reshape(b, -1)
+    candidates = (flat != 0) if mode == "hole" else (flat == 0)
+    cum = candidates.to(torch.int64).cumsum(1)  # [B, N]
+    total = cum[:, -1:]  # [B, 1]
+    samples = torch.arange(b, device=masks.device)[:, None]
+    blobs = torch.arange(n_max, device=masks.device)[None, :]
+    u = rng.uniform(seed, samples, rng.STREAM_BLOB_CENTRE, blobs)
+    k = torch.minimum((u * total).to(torch.int64), (total - 1).clamp_min(0))  # [B, n_max]
+    linear = torch.searchsorted(cum, k + 1)  # first index whose count reaches k + 1
+    linear = linear.clamp_max(flat.shape[1] - 1)
+    coords = []
+    for size in reversed(spatial):
+        coords.append(linear % size)
+        linear = linear // size
+    centres = torch.stack(coords[::-1], dim=-1)
+    v = rng.uniform(seed, samples, rng.STREAM_BLOB_RADIUS, blobs)
+    radii = lo + (v * (hi - lo + 1)).to(torch.int64).clamp_max(hi - lo)
+    active = (blobs < counts[:, None]) & (total > 0)
+    return centres, torch.where(active, radii, torch.full_like(radii, -1))
+
+
+def add_blobs(
+    masks: torch.Tensor,
+    n: int | torch.Tensor,
+    radius_range: tuple[int, int],
+    mode: str = "hole",
+    *,
+    seed: int = 0,
+    value: int = 1,
+) -> torch.Tensor:
+    """Masks [B, 1, *S] with ``n`` (int or [B]) balls of radii uniform in ``radius_range``
+    (inclusive) set to 0 (``mode="hole"``, centred on foreground) or to ``value``
+    (``mode="island"``, centred on background). Same dtype out; the input is not modified."""
+    _check_masks(masks)
+    if mode not in ("hole", "island"):
+        raise ValueError(f"mode must be 'hole' or 'island', got {mode!r}")
+    centres, radii = blob_parameters(masks, n, radius_range, mode, seed)
+    fill = 0 if mode == "hole" else value
+    x = masks.to(torch.uint8) if masks.dtype == torch.bool else masks
+    if select_backend(x) == "triton":
+        from qgfast.kernels.blobs import paint_balls
+
+        out = paint_balls(x, centres, radii, fill, max_radius=radius_range[1])
+    else:
+        out = reference.paint_balls(x, centres, radii, fill)
+    return out.to(masks.dtype)

@@ -1,0 +1,38 @@
+"""Counter-based random numbers for corruption: a value depends only on (seed, sample index,
+stream, counter), never on batch size, batch order or device, so the same seed gives the
+same corruption of sample i on CPU and GPU, alone or in any batch.
+
+The hash is murmur3's 32-bit finaliser applied to a mix of the four keys, computed in int64
+tensors holding 32-bit values (products are masked back to 32 bits, so the low bits are
+exact whatever the platform does on overflow). 32 bits of entropy per draw is ample for
+choosing centres, radii and categories.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+# Stream ids: one per kind of draw, so adding a kind never shifts another's numbers.
+STREAM_BLOB_CENTRE = 1
+STREAM_BLOB_RADIUS = 2
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _MASK32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _MASK32
+    return h ^ (h >> 16)
+
+
+def hash32(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes, broadcasting ``sample`` and ``counter`` (int64 tensors)."""
+    h = _fmix32((sample.to(torch.int64) * 0x9E3779B1 + (seed & _MASK32)) & _MASK32)
+    h = _fmix32((h ^ (stream * 0x85EBCA77)) & _MASK32)
+    return _fmix32((h + counter.to(torch.int64) * 0xC2B2AE3D) & _MASK32)
+
+
+def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
+    """Uniform floats in [0, 1) (float64, 2^-32 resolution), shaped like the broadcast keys."""
+    return hash32(seed, sample, stream, counter).to(torch.float64) * 2.0**-32
