@@ -1,14 +1,47 @@
-"""Mask corruption ops and (with issue 4) the variable-quality-mask (VQM) generator.
+"""Mask corruption ops (METHOD.md, "The corruption generator h"); the VQM generator that
+mixes them arrives with the rest of issue 4.
 
-Available now: morphology — ``erode``, ``dilate``, ``open``, ``close`` (``opening`` and
-``closing`` are the same functions under names that do not shadow the builtin ``open``) —
-and ``add_blobs`` (holes and islands).
+Available now:
+- morphology: ``erode``, ``dilate``, ``open``, ``close`` (``opening``/``closing`` are the
+  same functions under names that do not shadow the builtin ``open``);
+- structure: ``add_blobs`` (holes and islands);
+- whole-mask: ``invert``, ``empty``, ``full``, ``bernoulli_noise``, ``rectangle_dropout``,
+  ``bounding_box``;
+- geometry: ``shift``, ``scale``, ``rotate``, ``random_affine``.
+Random ops take a ``seed``; a sample's result depends only on (seed, its batch index).
 """
 
 from qgfast.corrupt.blobs import add_blobs
+from qgfast.corrupt.geometry import random_affine, rotate, scale, shift
 from qgfast.corrupt.morphology import closing, dilate, erode, opening
+from qgfast.corrupt.simple import (
+    bernoulli_noise,
+    bounding_box,
+    empty,
+    full,
+    invert,
+    rectangle_dropout,
+)
 
 open = opening  # the API contract's name (DESIGN.md)
 close = closing
 
-__all__ = ["add_blobs", "close", "closing", "dilate", "erode", "open", "opening"]
+__all__ = [
+    "add_blobs",
+    "bernoulli_noise",
+    "bounding_box",
+    "close",
+    "closing",
+    "dilate",
+    "empty",
+    "erode",
+    "full",
+    "invert",
+    "open",
+    "opening",
+    "random_affine",
+    "rectangle_dropout",
+    "rotate",
+    "scale",
+    "shift",
+]

@@ -16,6 +16,9 @@ _MASK32 = 0xFFFFFFFF
 # Stream ids: one per kind of draw, so adding a kind never shifts another's numbers.
 STREAM_BLOB_CENTRE = 1
 STREAM_BLOB_RADIUS = 2
+STREAM_NOISE = 3
+STREAM_BOX = 4
+STREAM_AFFINE = 5
 
 
 def _fmix32(h: torch.Tensor) -> torch.Tensor:
@@ -31,6 +34,11 @@ def hash32(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) 
     h = _fmix32((sample.to(torch.int64) * 0x9E3779B1 + (seed & _MASK32)) & _MASK32)
     h = _fmix32((h ^ (stream * 0x85EBCA77)) & _MASK32)
     return _fmix32((h + counter.to(torch.int64) * 0xC2B2AE3D) & _MASK32)
+
+
+def sample_ids(batch: int, device: torch.device) -> torch.Tensor:
+    """[B, 1] sample indices, the per-sample key of every draw."""
+    return torch.arange(batch, device=device)[:, None]
 
 
 def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,150 @@
+"""Geometric corruptions (METHOD.md): shift, scale and rotation about the foreground's
+centroid, and a random affine about the volume's centre, all nearest-neighbour remaps of the
+label map (labels are preserved; what leaves the volume is lost, what enters is background).
+
+The forward map of a voxel x is y = M (x − c) + c + t; each output voxel y reads the input
+at round(M⁻¹ (y − c − t) + c). Per-sample parameters come from ``qgfast.corrupt.rng``. In 3D
+a rotation turns about an axis drawn uniformly on the sphere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from qgfast.corrupt import rng
+from qgfast.corrupt.morphology import _check_masks
+
+
+def _draw(seed: int, b: int, device: torch.device, counters: int) -> torch.Tensor:
+    """[B, counters] uniforms of the affine stream."""
+    ids = rng.sample_ids(b, device)
+    return rng.uniform(seed, ids, rng.STREAM_AFFINE, torch.arange(counters, device=device)[None, :])
+
+
+def _coords(spatial: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """[N, nd] voxel coordinates (float64) in C order."""
+    grids = torch.meshgrid(
+        *[torch.arange(s, device=device, dtype=torch.float64) for s in spatial], indexing="ij"
+    )
+    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+
+
+def centroid(masks: torch.Tensor) -> torch.Tensor:
+    """[B, nd] mean foreground coordinate (the volume's centre for an empty mask)."""
+    spatial = masks.shape[2:]
+    pts = _coords(spatial, masks.device)
+    w = (masks.reshape(masks.shape[0], -1) != 0).to(torch.float64)
+    count = w.sum(1, keepdim=True)
+    centre = torch.tensor([(s - 1) / 2 for s in spatial], device=masks.device, dtype=torch.float64)
+    mean = (w @ pts) / count.clamp_min(1)
+    return torch.where(count > 0, mean, centre)
+
+
+def remap(
+    masks: torch.Tensor, matrix: torch.Tensor, centre: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """Apply y = M (x − c) + c + t per sample. matrix [B, nd, nd], centre and shift [B, nd]."""
+    _check_masks(masks)
+    b, spatial = masks.shape[0], masks.shape[2:]
+    pts = _coords(spatial, masks.device)  # [N, nd]
+    inv = torch.linalg.inv(matrix.to(torch.float64))
+    src = (pts[None] - centre[:, None] - shift[:, None]) @ inv.transpose(1, 2) + centre[:, None]
+    idx = torch.round(src).to(torch.int64)  # [B, N, nd]
+    sizes = torch.tensor(spatial, device=masks.device)
+    valid = ((idx >= 0) & (idx < sizes)).all(-1)
+    strides = torch.tensor(
+        [math.prod(spatial[a + 1 :]) for a in range(len(spatial))], device=masks.device
+    )
+    linear = (idx.clamp_min(0).minimum(sizes - 1) * strides).sum(-1)
+    flat = masks.reshape(b, -1)
+    out = torch.where(valid, flat.gather(1, linear), torch.zeros_like(flat[:, :1]))
+    return out.view(masks.shape)
+
+
+def _eye(b: int, nd: int, device: torch.device) -> torch.Tensor:
+    return torch.eye(nd, dtype=torch.float64, device=device).expand(b, nd, nd).clone()
+
+
+def _rotation(angle: torch.Tensor, u: torch.Tensor, nd: int) -> torch.Tensor:
+    """[B, nd, nd] rotations by ``angle`` (radians); in 3D about the axis drawn from u [B, 2]."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    if nd == 2:
+        return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    z = 2 * u[:, 0] - 1  # uniform axis on the sphere
+    phi = 2 * math.pi * u[:, 1]
+    rxy = torch.sqrt((1 - z * z).clamp_min(0))
+    k = torch.stack([rxy * torch.cos(phi), rxy * torch.sin(phi), z], -1)  # [B, 3]
+    zero = torch.zeros_like(angle)
+    kx = torch.stack(
+        [
+            torch.stack([zero, -k[:, 2], k[:, 1]], -1),
+            torch.stack([k[:, 2], zero, -k[:, 0]], -1),
+            torch.stack([-k[:, 1], k[:, 0], zero], -1),
+        ],
+        -2,
+    )
+    eye = _eye(angle.shape[0], 3, angle.device)
+    return eye + s[:, None, None] * kx + (1 - c)[:, None, None] * (kx @ kx)  # Rodrigues
+
+
+def shift(masks: torch.Tensor, max_fraction: float, *, seed: int = 0) -> torch.Tensor:
+    """Translate by t_a uniform in [−f, f] · size_a on every axis."""
+    _check_masks(masks)
+    b, spatial = masks.shape[0], masks.shape[2:]
+    u = _draw(seed, b, masks.device, len(spatial))
+    sizes = torch.tensor(spatial, dtype=torch.float64, device=masks.device)
+    t = (2 * u - 1) * max_fraction * sizes
+    zero = torch.zeros_like(t)
+    return remap(masks, _eye(b, len(spatial), masks.device), zero, t)
+
+
+def scale(masks: torch.Tensor, factor_range: tuple[float, float], *, seed: int = 0) -> torch.Tensor:
+    """Isotropic scaling about the centroid by a factor uniform in ``factor_range``."""
+    _check_masks(masks)
+    lo, hi = factor_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"factor_range must satisfy 0 < lo <= hi, got {factor_range}")
+    b, nd = masks.shape[0], masks.dim() - 2
+    u = _draw(seed, b, masks.device, 1)[:, 0]
+    f = lo + (hi - lo) * u
+    matrix = f[:, None, None] * _eye(b, nd, masks.device)
+    return remap(
+        masks, matrix, centroid(masks), torch.zeros(b, nd, dtype=torch.float64, device=masks.device)
+    )
+
+
+def rotate(masks: torch.Tensor, max_degrees: float, *, seed: int = 0) -> torch.Tensor:
+    """Rotation about the centroid by an angle uniform in [−max, max] degrees."""
+    _check_masks(masks)
+    b, nd = masks.shape[0], masks.dim() - 2
+    u = _draw(seed, b, masks.device, 3)
+    angle = (2 * u[:, 0] - 1) * math.radians(max_degrees)
+    matrix = _rotation(angle, u[:, 1:], nd)
+    return remap(
+        masks, matrix, centroid(masks), torch.zeros(b, nd, dtype=torch.float64, device=masks.device)
+    )
+
+
+def random_affine(
+    masks: torch.Tensor,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    max_shift: float = 0.1,
+    max_degrees: float = 15.0,
+    *,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Scale, rotation and shift together, about the volume's centre (METHOD.md defaults)."""
+    _check_masks(masks)
+    b, spatial = masks.shape[0], masks.shape[2:]
+    nd = len(spatial)
+    u = _draw(seed, b, masks.device, 4 + nd)
+    lo, hi = scale_range
+    f = lo + (hi - lo) * u[:, 0]
+    angle = (2 * u[:, 1] - 1) * math.radians(max_degrees)
+    matrix = f[:, None, None] * _rotation(angle, u[:, 2:4], nd)
+    sizes = torch.tensor(spatial, dtype=torch.float64, device=masks.device)
+    t = (2 * u[:, 4:] - 1) * max_shift * sizes
+    centre = ((sizes - 1) / 2).expand(b, nd)
+    return remap(masks, matrix, centre, t)
