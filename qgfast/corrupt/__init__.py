@@ -8,12 +8,16 @@ Available now:
 - whole-mask: ``invert``, ``empty``, ``full``, ``bernoulli_noise``, ``rectangle_dropout``,
   ``bounding_box``;
 - geometry: ``shift``, ``scale``, ``rotate``, ``random_affine``;
-- boundary: ``gaussian_smooth``, ``jagged_band``;
-- shape replacements: ``gaussian_blob``, ``circular_blob``.
+- boundary: ``gaussian_smooth``, ``jagged_band``, ``elastic``, ``grid_distortion``;
+- shape replacements: ``gaussian_blob``, ``circular_blob``;
+- components: ``keep_largest_component``, ``drop_random_component``;
+- cross-image: ``cross_image_swap``.
+Not yet: convex hull, fitted ellipse, polygon, and the VQM generator.
 Random ops take a ``seed``; a sample's result depends only on (seed, its batch index).
 """
 
 from qgfast.corrupt.blobs import add_blobs
+from qgfast.corrupt.components import drop_random_component, keep_largest_component
 from qgfast.corrupt.geometry import random_affine, rotate, scale, shift
 from qgfast.corrupt.morphology import closing, dilate, erode, opening
 from qgfast.corrupt.shapes import circular_blob, gaussian_blob
@@ -26,6 +30,7 @@ from qgfast.corrupt.simple import (
     rectangle_dropout,
 )
 from qgfast.corrupt.smooth import gaussian_smooth, jagged_band
+from qgfast.corrupt.warp import cross_image_swap, elastic, grid_distortion
 
 open = opening  # the API contract's name (DESIGN.md)
 close = closing
@@ -37,14 +42,19 @@ __all__ = [
     "circular_blob",
     "close",
     "closing",
+    "cross_image_swap",
     "dilate",
+    "drop_random_component",
+    "elastic",
     "empty",
     "erode",
     "full",
     "gaussian_blob",
     "gaussian_smooth",
+    "grid_distortion",
     "invert",
     "jagged_band",
+    "keep_largest_component",
     "open",
     "opening",
     "random_affine",

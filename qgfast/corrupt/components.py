@@ -1,0 +1,89 @@
+"""Connected-component corruptions (METHOD.md "structure"): keep the largest component, or
+drop one random component when there are at least two. Connectivity is by faces (4 in 2D,
+6 in 3D), scipy.ndimage.label's default. Binary semantics.
+
+Labelling runs on the masks' device: every foreground voxel starts with its own index and
+repeatedly takes the largest index among its face neighbours until nothing changes (checked
+every 16 rounds, the one host synchronisation); each component ends with its largest voxel
+index as its label.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qgfast.corrupt import rng
+from qgfast.corrupt.morphology import _check_masks
+
+
+def _neighbour_max(lab: torch.Tensor) -> torch.Tensor:
+    """Max of each voxel and its face neighbours; lab [B, *S], 0 outside."""
+    out = lab.clone()
+    for axis in range(1, lab.dim()):
+        n = lab.shape[axis]
+        if n < 2:
+            continue
+        lo = lab.narrow(axis, 0, n - 1)
+        hi = lab.narrow(axis, 1, n - 1)
+        out.narrow(axis, 0, n - 1).copy_(torch.maximum(out.narrow(axis, 0, n - 1), hi))
+        out.narrow(axis, 1, n - 1).copy_(torch.maximum(out.narrow(axis, 1, n - 1), lo))
+    return out
+
+
+def label_components(masks: torch.Tensor) -> torch.Tensor:
+    """[B, *S] int64 labels: 0 background, and one positive label per face-connected
+    component (not consecutive)."""
+    _check_masks(masks)
+    fg = masks[:, 0] != 0
+    n = fg[0].numel()
+    ids = torch.arange(1, n + 1, device=masks.device).view(fg.shape[1:]).expand_as(fg)
+    lab = torch.where(fg, ids, torch.zeros_like(ids))
+    while True:
+        before = lab
+        for _ in range(16):
+            lab = torch.where(fg, _neighbour_max(lab), lab)
+        if torch.equal(lab, before):
+            return lab
+
+
+def _sizes(lab: torch.Tensor) -> torch.Tensor:
+    """[B, N + 1] voxel count of every label (index 0: background)."""
+    b = lab.shape[0]
+    n = lab[0].numel()
+    flat = lab.reshape(b, -1) + torch.arange(b, device=lab.device)[:, None] * (n + 1)
+    return torch.bincount(flat.reshape(-1), minlength=b * (n + 1)).view(b, n + 1)
+
+
+def keep_largest_component(masks: torch.Tensor) -> torch.Tensor:
+    """Only the largest component (ties: the one with the largest label); empty stays empty."""
+    lab = label_components(masks)
+    sizes = _sizes(lab)
+    sizes[:, 0] = 0
+    best = sizes.flip(1).argmax(1)
+    best = sizes.shape[1] - 1 - best  # the largest label among equal sizes
+    keep = (lab == best.view(-1, *[1] * (lab.dim() - 1))) & (lab > 0)
+    return keep.unsqueeze(1).to(masks.dtype)
+
+
+def drop_random_component(masks: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """Remove one component chosen uniformly when there are at least two; else unchanged."""
+    lab = label_components(masks)
+    sizes = _sizes(lab)
+    sizes[:, 0] = 0
+    present = sizes > 0
+    count = present.sum(1)
+    b = masks.shape[0]
+    u = rng.uniform(
+        seed,
+        rng.sample_ids(b, masks.device),
+        rng.STREAM_COMPONENT,
+        torch.zeros(1, 1, dtype=torch.int64, device=masks.device),
+    )[:, 0]
+    # the pick-th present label, pick uniform in [0, count)
+    pick = (u * count).to(torch.int64).clamp_max((count - 1).clamp_min(0))
+    rank = present.cumsum(1) - 1
+    chosen = (present & (rank == pick[:, None])).float().argmax(1)
+    per_sample = (-1, *[1] * (lab.dim() - 1))
+    drop = (lab == chosen.view(per_sample)) & (count >= 2).view(per_sample)
+    fg = (masks[:, 0] != 0) & ~drop
+    return fg.unsqueeze(1).to(masks.dtype)

@@ -1,0 +1,117 @@
+"""Non-rigid corruptions (METHOD.md "boundary"): elastic deformation and grid distortion,
+nearest-neighbour remaps that keep labels; and the cross-image swap.
+
+- elastic: per-voxel displacement N(0, α²) on every axis, smoothed by a Gaussian of σ,
+  output(x) = input(round(x + d(x))).
+- grid distortion: each axis is cut into ``steps`` equal cells whose lengths are scaled by
+  factors uniform in [1 − limit, 1 + limit]; the source coordinate along the axis follows
+  the piecewise-linear map between the scaled and the regular cell boundaries (separable).
+- cross-image swap: a sample's mask is replaced by the mask of another sample in the batch
+  whose foreground area is among the closest ``fraction`` of the others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from qgfast.corrupt import rng
+from qgfast.corrupt.geometry import _coords
+from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.smooth import gaussian_filter
+
+
+def gather_nearest(masks: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """output[b, x] = masks[b, round(src[b, x])] (0 outside); src [B, N, nd] float."""
+    b, spatial = masks.shape[0], masks.shape[2:]
+    idx = torch.round(src).to(torch.int64)
+    sizes = torch.tensor(spatial, device=masks.device)
+    valid = ((idx >= 0) & (idx < sizes)).all(-1)
+    strides = torch.tensor(
+        [math.prod(spatial[a + 1 :]) for a in range(len(spatial))], device=masks.device
+    )
+    linear = (idx.clamp_min(0).minimum(sizes - 1) * strides).sum(-1)
+    flat = masks.reshape(b, -1)
+    return torch.where(valid, flat.gather(1, linear), torch.zeros_like(flat[:, :1])).view(
+        masks.shape
+    )
+
+
+def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) -> torch.Tensor:
+    """[B, count] standard normals (Box–Muller on two counter-based uniforms)."""
+    ids = rng.sample_ids(b, device)
+    c = torch.arange(count, device=device)[None, :]
+    u1 = rng.uniform(seed, ids, stream, 2 * c).clamp_min(2.0**-32)
+    u2 = rng.uniform(seed, ids, stream, 2 * c + 1)
+    return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+
+
+def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -> torch.Tensor:
+    """Elastic deformation: displacement N(0, α²) per voxel and axis, Gaussian-smoothed (σ)."""
+    _check_masks(masks)
+    b, spatial = masks.shape[0], masks.shape[2:]
+    nd, n = len(spatial), math.prod(spatial)
+    noise = alpha * _normal(seed, b, rng.STREAM_ELASTIC, nd * n, masks.device)
+    field = noise.view(b * nd, 1, *spatial).to(torch.float32)
+    k = 2 * math.ceil(3 * sigma) + 1
+    smooth = gaussian_filter(field, k, sigma).view(b, nd, n).transpose(1, 2)  # [B, N, nd]
+    src = _coords(spatial, masks.device)[None] + smooth.to(torch.float64)
+    return gather_nearest(masks, src)
+
+
+def grid_distortion(
+    masks: torch.Tensor, steps: int, limit: float, *, seed: int = 0
+) -> torch.Tensor:
+    """Grid distortion with ``steps`` cells per axis and cell-length factors in 1 ± limit."""
+    _check_masks(masks)
+    if steps < 1 or not 0 <= limit < 1:
+        raise ValueError(f"need steps >= 1 and 0 <= limit < 1, got {steps}, {limit}")
+    b, spatial = masks.shape[0], masks.shape[2:]
+    nd = len(spatial)
+    u = rng.uniform(
+        seed,
+        rng.sample_ids(b, masks.device),
+        rng.STREAM_GRID,
+        torch.arange(nd * steps, device=masks.device)[None],
+    ).view(b, nd, steps)
+    coords = []
+    for a, size in enumerate(spatial):
+        cell = size / steps
+        lengths = cell * (1 + limit * (2 * u[:, a] - 1))  # [B, steps]
+        src_nodes = torch.cat([torch.zeros_like(lengths[:, :1]), lengths.cumsum(1)], 1)
+        src_nodes = src_nodes * (size / src_nodes[:, -1:])  # rescaled to cover the axis
+        x = torch.arange(size, device=masks.device, dtype=torch.float64)
+        cell_idx = (x / cell).floor().clamp_max(steps - 1).to(torch.int64)
+        frac = x / cell - cell_idx
+        lo = src_nodes.gather(1, cell_idx.expand(b, -1))
+        hi = src_nodes.gather(1, (cell_idx + 1).expand(b, -1))
+        coords.append(lo + frac * (hi - lo))  # [B, size]
+    grids = torch.meshgrid(*[torch.arange(s, device=masks.device) for s in spatial], indexing="ij")
+    src = torch.stack(
+        [coords[a].gather(1, grids[a].reshape(1, -1).expand(b, -1)) for a in range(nd)], -1
+    )
+    return gather_nearest(masks, src)
+
+
+def cross_image_swap(masks: torch.Tensor, fraction: float = 0.2, *, seed: int = 0) -> torch.Tensor:
+    """Each sample takes the mask of another sample whose foreground area is among the
+    closest ``fraction`` of the others (at least one); a batch of one is returned unchanged."""
+    _check_masks(masks)
+    b = masks.shape[0]
+    if b < 2:
+        return masks.clone()
+    area = (masks.reshape(b, -1) != 0).sum(1).to(torch.float64)
+    gap = (area[:, None] - area[None, :]).abs()
+    gap.fill_diagonal_(math.inf)
+    order = gap.argsort(dim=1, stable=True)[:, : b - 1]  # the others, closest first
+    top = max(1, math.ceil(fraction * (b - 1)))
+    u = rng.uniform(
+        seed,
+        rng.sample_ids(b, masks.device),
+        rng.STREAM_SWAP,
+        torch.zeros(1, 1, dtype=torch.int64, device=masks.device),
+    )[:, 0]
+    pick = (u * top).to(torch.int64).clamp_max(top - 1)
+    partner = order.gather(1, pick[:, None])[:, 0]
+    return masks[partner].clone()
