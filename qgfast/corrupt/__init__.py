@@ -11,11 +11,13 @@ Available now:
 - boundary: ``gaussian_smooth``, ``jagged_band``, ``elastic``, ``grid_distortion``;
 - shape replacements: ``gaussian_blob``, ``circular_blob``;
 - components: ``keep_largest_component``, ``drop_random_component``;
-- cross-image: ``cross_image_swap``.
-Not yet: convex hull, fitted ellipse, polygon, and the VQM generator.
+- cross-image: ``cross_image_swap``;
+- shape approximation: ``fitted_ellipse`` (2D/3D), ``convex_hull`` and ``polygon`` (2D).
+Not yet: the VQM generator.
 Random ops take a ``seed``; a sample's result depends only on (seed, its batch index).
 """
 
+from qgfast.corrupt.approx import convex_hull, fitted_ellipse, polygon
 from qgfast.corrupt.blobs import add_blobs
 from qgfast.corrupt.components import drop_random_component, keep_largest_component
 from qgfast.corrupt.geometry import random_affine, rotate, scale, shift
@@ -42,12 +44,14 @@ __all__ = [
     "circular_blob",
     "close",
     "closing",
+    "convex_hull",
     "cross_image_swap",
     "dilate",
     "drop_random_component",
     "elastic",
     "empty",
     "erode",
+    "fitted_ellipse",
     "full",
     "gaussian_blob",
     "gaussian_smooth",
@@ -57,6 +61,7 @@ __all__ = [
     "keep_largest_component",
     "open",
     "opening",
+    "polygon",
     "random_affine",
     "rectangle_dropout",
     "rotate",

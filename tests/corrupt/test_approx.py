@@ -1,0 +1,56 @@
+"""Convex hull, fitted ellipse and polygon: containment and shape properties."""
+
+import pytest
+import torch
+
+from qgfast.corrupt import approx
+
+
+def _l_shape() -> torch.Tensor:
+    m = torch.zeros(1, 1, 30, 30, dtype=torch.uint8)
+    m[0, 0, 5:25, 5:10] = 1
+    m[0, 0, 20:25, 5:25] = 1
+    return m
+
+
+def test_convex_hull_contains_the_mask_and_fills_the_notch() -> None:
+    m = _l_shape()
+    hull = approx.convex_hull(m)
+    assert (hull >= m).all()
+    assert hull[0, 0, 15, 15] == 1  # inside the L's notch, under the diagonal
+    assert hull[0, 0, 6, 20] == 0  # beyond the diagonal
+    square = torch.zeros(1, 1, 12, 12, dtype=torch.uint8)
+    square[0, 0, 2:9, 3:10] = 1
+    assert torch.equal(approx.convex_hull(square), square)  # convex already
+
+
+def test_fitted_ellipse_of_an_ellipse_is_itself_approximately() -> None:
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    e = ((((yy - 30) / 20.0) ** 2 + ((xx - 32) / 10.0) ** 2) <= 1).to(torch.uint8)[None, None]
+    fit = approx.fitted_ellipse(e)
+    assert (fit != e).sum() <= 0.05 * e.sum()
+    cube = torch.zeros(1, 1, 20, 20, 20, dtype=torch.uint8)
+    cube[0, 0, 5:15, 5:15, 5:15] = 1
+    ball = approx.fitted_ellipse(cube)
+    assert ball.sum().item() == pytest.approx(1000 * 1.08, rel=0.15)  # ellipsoid of equal moments
+
+
+def test_polygon_has_at_most_n_corners_and_covers_the_shape_roughly() -> None:
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    disc = (((yy - 32) ** 2 + (xx - 32) ** 2) <= 20 * 20).to(torch.uint8)[None, None]
+    tri = approx.polygon(disc, 3)
+    octo = approx.polygon(disc, 8)
+    assert tri.sum() < octo.sum() <= disc.sum()
+    assert octo.sum() > 0.85 * disc.sum()
+    assert tri[0, 0, 32, 32] == 1
+
+
+def test_3d_hull_and_polygon_are_refused_and_empty_stays_empty() -> None:
+    vol = torch.ones(1, 1, 4, 4, 4, dtype=torch.uint8)
+    with pytest.raises(NotImplementedError, match="2D masks"):
+        approx.convex_hull(vol)
+    with pytest.raises(NotImplementedError, match="2D masks"):
+        approx.polygon(vol, 5)
+    empty = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    for op in (approx.convex_hull, approx.fitted_ellipse, lambda m: approx.polygon(m, 5)):
+        assert op(empty).sum() == 0
