@@ -1,5 +1,4 @@
-"""Mask corruption ops (METHOD.md, "The corruption generator h"); the VQM generator that
-mixes them arrives with the rest of issue 4.
+"""Mask corruption ops and the VQM generator (METHOD.md, "The corruption generator h").
 
 Available now:
 - morphology: ``erode``, ``dilate``, ``open``, ``close`` (``opening``/``closing`` are the
@@ -12,8 +11,9 @@ Available now:
 - shape replacements: ``gaussian_blob``, ``circular_blob``;
 - components: ``keep_largest_component``, ``drop_random_component``;
 - cross-image: ``cross_image_swap``;
-- shape approximation: ``fitted_ellipse`` (2D/3D), ``convex_hull`` and ``polygon`` (2D).
-Not yet: the VQM generator.
+- shape approximation: ``fitted_ellipse`` (2D/3D), ``convex_hull`` and ``polygon`` (2D);
+- ``VQMGenerator``: the paper's category mixture and weighted pool over all of the above,
+  K copies per mask with their hard-Dice quality targets (binary masks for now).
 Random ops take a ``seed``; a sample's result depends only on (seed, its batch index).
 """
 
@@ -32,12 +32,15 @@ from qgfast.corrupt.simple import (
     rectangle_dropout,
 )
 from qgfast.corrupt.smooth import gaussian_smooth, jagged_band
+from qgfast.corrupt.vqm import VQMGenerator, VQMResult
 from qgfast.corrupt.warp import cross_image_swap, elastic, grid_distortion
 
 open = opening  # the API contract's name (DESIGN.md)
 close = closing
 
 __all__ = [
+    "VQMGenerator",
+    "VQMResult",
     "add_blobs",
     "bernoulli_noise",
     "bounding_box",

@@ -57,7 +57,7 @@ def blob_parameters(
     candidates = (flat != 0) if mode == "hole" else (flat == 0)
     cum = candidates.to(torch.int64).cumsum(1)  # [B, N]
     total = cum[:, -1:]  # [B, 1]
-    samples = torch.arange(b, device=masks.device)[:, None]
+    samples = rng.sample_ids(b, masks.device)
     blobs = torch.arange(n_max, device=masks.device)[None, :]
     u = rng.uniform(seed, samples, rng.STREAM_BLOB_CENTRE, blobs)
     k = torch.minimum((u * total).to(torch.int64), (total - 1).clamp_min(0))  # [B, n_max]

@@ -10,6 +10,10 @@ choosing centres, radii and categories.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 
 _MASK32 = 0xFFFFFFFF
@@ -23,6 +27,7 @@ STREAM_COMPONENT = 6
 STREAM_SWAP = 7
 STREAM_ELASTIC = 8
 STREAM_GRID = 9
+STREAM_VQM = 10
 
 
 def _fmix32(h: torch.Tensor) -> torch.Tensor:
@@ -40,9 +45,30 @@ def hash32(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) 
     return _fmix32((h + counter.to(torch.int64) * 0xC2B2AE3D) & _MASK32)
 
 
+_keys: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("keys", default=None)
+
+
+@contextlib.contextmanager
+def sample_keys(ids: torch.Tensor) -> Iterator[None]:
+    """Within the block, the ops key sample i of their batch by ``ids[i]`` instead of i: the
+    VQM generator applies each op to a group of samples and keeps every sample's draws tied
+    to its own index in the whole batch, whatever the grouping."""
+    token = _keys.set(ids)
+    try:
+        yield
+    finally:
+        _keys.reset(token)
+
+
 def sample_ids(batch: int, device: torch.device) -> torch.Tensor:
-    """[B, 1] sample indices, the per-sample key of every draw."""
-    return torch.arange(batch, device=device)[:, None]
+    """[B, 1] per-sample keys of every draw: the batch indices, or those set by
+    ``sample_keys``."""
+    ids = _keys.get()
+    if ids is None:
+        return torch.arange(batch, device=device)[:, None]
+    if ids.shape != (batch,):
+        raise ValueError(f"sample_keys holds {tuple(ids.shape)} keys for a batch of {batch}")
+    return ids.to(device=device, dtype=torch.int64)[:, None]
 
 
 def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:

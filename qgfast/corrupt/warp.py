@@ -94,6 +94,25 @@ def grid_distortion(
     return gather_nearest(masks, src)
 
 
+def cross_image_partners(
+    masks: torch.Tensor, sources: torch.Tensor, fraction: float, seed: int
+) -> torch.Tensor:
+    """For each entry of ``sources`` (indices into the batch), the index of another sample
+    whose foreground area is among the closest ``fraction`` of the others (at least one),
+    drawn per key of ``rng.sample_ids``. Needs a batch of at least two."""
+    b = masks.shape[0]
+    area = (masks.reshape(b, -1) != 0).sum(1).to(torch.float64)
+    gap = (area[:, None] - area[None, :]).abs()
+    gap.fill_diagonal_(math.inf)
+    order = gap.argsort(dim=1, stable=True)[:, : b - 1]  # the others, closest first
+    top = max(1, math.ceil(fraction * (b - 1)))
+    keys = rng.sample_ids(sources.shape[0], masks.device)
+    zero = torch.zeros(1, 1, dtype=torch.int64, device=masks.device)
+    u = rng.uniform(seed, keys, rng.STREAM_SWAP, zero)[:, 0]
+    pick = (u * top).to(torch.int64).clamp_max(top - 1)
+    return order[sources].gather(1, pick[:, None])[:, 0]
+
+
 def cross_image_swap(masks: torch.Tensor, fraction: float = 0.2, *, seed: int = 0) -> torch.Tensor:
     """Each sample takes the mask of another sample whose foreground area is among the
     closest ``fraction`` of the others (at least one); a batch of one is returned unchanged."""
@@ -101,17 +120,5 @@ def cross_image_swap(masks: torch.Tensor, fraction: float = 0.2, *, seed: int = 
     b = masks.shape[0]
     if b < 2:
         return masks.clone()
-    area = (masks.reshape(b, -1) != 0).sum(1).to(torch.float64)
-    gap = (area[:, None] - area[None, :]).abs()
-    gap.fill_diagonal_(math.inf)
-    order = gap.argsort(dim=1, stable=True)[:, : b - 1]  # the others, closest first
-    top = max(1, math.ceil(fraction * (b - 1)))
-    u = rng.uniform(
-        seed,
-        rng.sample_ids(b, masks.device),
-        rng.STREAM_SWAP,
-        torch.zeros(1, 1, dtype=torch.int64, device=masks.device),
-    )[:, 0]
-    pick = (u * top).to(torch.int64).clamp_max(top - 1)
-    partner = order.gather(1, pick[:, None])[:, 0]
-    return masks[partner].clone()
+    sources = torch.arange(b, device=masks.device)
+    return masks[cross_image_partners(masks, sources, fraction, seed)].clone()

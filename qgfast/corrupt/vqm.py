@@ -1,0 +1,217 @@
+"""The variable-quality-mask (VQM) generator of METHOD.md, phase 1.
+
+For every ground-truth mask and each of its K copies, draw a category (identity, single,
+chained, cross-image, heavy, catastrophic, blob) and the op(s) inside it, apply them, and
+score the result against the ground truth with ``dice_scores`` (hard Dice; 1 when both are
+empty) — all on the masks' device. Optionally, with probability ``p_weak`` a copy is instead
+the thresholded prediction of a randomly chosen weak segmentation model on the image.
+
+Determinism: every draw is keyed by (seed, b·K + k), so copy k of sample b is the same
+whatever the batch size, the batch order of the other samples or the device. Ops are applied
+to groups of copies that drew the same op, under ``rng.sample_keys`` so each copy keeps its
+own key.
+
+Binary masks only for now: the multi-class generator (per-class corruption and per-class
+targets) is not written yet and raises NotImplementedError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+
+from qgfast.corrupt import rng
+from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.pool import (
+    BLOB_OPS,
+    CATEGORIES,
+    Op,
+    blob_category_pool,
+    catastrophic_pool,
+    heavy_pool,
+    single_pool,
+)
+from qgfast.corrupt.warp import cross_image_partners
+from qgfast.losses.scores import dice_scores
+
+MAX_CHAIN = 3
+
+
+class VQMResult(NamedTuple):
+    masks: torch.Tensor  # [B·K, 1, *S], the input's dtype
+    quality: torch.Tensor  # [B·K] float32 hard Dice against the ground truth
+    ops: torch.Tensor  # [B·K, 3] int64 indices into VQMGenerator.op_names, −1 padded
+
+
+class VQMGenerator:
+    """``generate(masks, images=None, k=1, seed=0)`` → ``VQMResult``.
+
+    categories: category → weight (the paper's mixture by default).
+    footprint: "cube" (the authors' square kernels) or "ball" for the morphology ops.
+    weak_models: callables image batch [n, C, *S] → logits [n, 1 or C_out, *S]; with
+        probability ``p_weak`` a copy is the model's thresholded prediction (1 channel:
+        logits > 0; several: argmax ≠ 0). Needs ``images`` in ``generate``.
+    chain_lengths: how many distinct single-pool ops a chained copy applies (uniform).
+    cross_image_fraction: a cross-image copy takes the mask of another sample of the batch
+        whose area is among this closest fraction of the others.
+    """
+
+    def __init__(
+        self,
+        categories: dict[str, float] | None = None,
+        *,
+        footprint: str = "cube",
+        weak_models: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        p_weak: float = 0.0,
+        chain_lengths: Sequence[int] = (2, 3),
+        cross_image_fraction: float = 0.2,
+    ) -> None:
+        self.categories = dict(CATEGORIES if categories is None else categories)
+        unknown = set(self.categories) - set(CATEGORIES)
+        if unknown:
+            raise ValueError(f"unknown categories {sorted(unknown)}; known: {list(CATEGORIES)}")
+        if any(w < 0 for w in self.categories.values()) or sum(self.categories.values()) <= 0:
+            raise ValueError("category weights must be >= 0 with a positive sum")
+        if not 0.0 <= p_weak <= 1.0:
+            raise ValueError(f"p_weak must be in [0, 1], got {p_weak}")
+        if p_weak > 0 and not weak_models:
+            raise ValueError("p_weak > 0 needs weak_models")
+        if not chain_lengths or any(n < 1 or n > MAX_CHAIN for n in chain_lengths):
+            raise ValueError(f"chain_lengths must lie in 1..{MAX_CHAIN}, got {chain_lengths}")
+        self.pools: dict[str, list[Op]] = {
+            "single": single_pool(footprint),
+            "heavy": heavy_pool(footprint),
+            "catastrophic": catastrophic_pool(),
+            "blob": blob_category_pool(),
+        }
+        self.weak_models = list(weak_models)
+        self.p_weak = p_weak
+        self.chain_lengths = tuple(chain_lengths)
+        self.cross_image_fraction = cross_image_fraction
+        self.op_names = ["identity", "cross_image", "weak_model"]
+        self._ops: list[Op | None] = [None, None, None]
+        for pool in self.pools.values():
+            for op in pool:
+                self.op_names.append(op.name)
+                self._ops.append(op)
+        self._index = {name: i for i, name in enumerate(self.op_names)}
+
+    # -- sampling -----------------------------------------------------------------------
+    def plan(
+        self, ids: torch.Tensor, spatial_dims: int, seed: int, weak: bool = False
+    ) -> torch.Tensor:
+        """The op indices [n, 3] (−1 padded) drawn for copies with global keys ``ids``."""
+        draws = 2 + MAX_CHAIN + 1  # category, chain length, ops, weak coin
+        u = rng.uniform(
+            seed, ids.to(torch.int64)[:, None], rng.STREAM_VQM, torch.arange(draws)[None, :]
+        )
+        names = list(self.categories)
+        weights = [self.categories[c] for c in names]
+        rows = []
+        for uc, ul, *uo, uw in u.tolist():
+            if weak and uw < self.p_weak:
+                rows.append([self._index["weak_model"], -1, -1])
+                continue
+            category = names[_choose(weights, uc)]
+            if category == "identity":
+                row = [self._index["identity"]]
+            elif category == "cross_image":
+                row = [self._index["cross_image"]]
+            elif category == "chained":
+                length = self.chain_lengths[
+                    min(int(ul * len(self.chain_lengths)), len(self.chain_lengths) - 1)
+                ]
+                candidates = [
+                    op for op in self._available("single", spatial_dims) if op.name not in BLOB_OPS
+                ]
+                row = []
+                for step in range(length):
+                    op = candidates.pop(_choose([o.weight for o in candidates], uo[step]))
+                    row.append(self._index[op.name])
+            else:
+                pool = self._available(category, spatial_dims)
+                row = [self._index[pool[_choose([o.weight for o in pool], uo[0])].name]]
+            rows.append(row + [-1] * (MAX_CHAIN - len(row)))
+        return torch.tensor(rows, dtype=torch.int64).view(-1, MAX_CHAIN)
+
+    def _available(self, pool: str, spatial_dims: int) -> list[Op]:
+        return [op for op in self.pools[pool] if spatial_dims in op.spatial_dims]
+
+    # -- generation ---------------------------------------------------------------------
+    def generate(
+        self, masks: torch.Tensor, images: torch.Tensor | None = None, k: int = 1, seed: int = 0
+    ) -> VQMResult:
+        """K corrupted copies of each binary mask [B, 1, *S], their Dice and op ids."""
+        _check_masks(masks)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if masks.dtype != torch.bool and int(masks.max()) > 1:
+            raise NotImplementedError(
+                "VQMGenerator supports binary masks (values 0/1) for now; multi-class "
+                "corruption with per-class quality targets is not implemented yet"
+            )
+        if images is not None and (
+            images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[2:]
+        ):
+            raise ValueError(
+                f"images {tuple(images.shape)} do not match masks {tuple(masks.shape)}"
+            )
+        use_weak = self.p_weak > 0 and images is not None
+        b, nd = masks.shape[0], masks.dim() - 2
+        ids = torch.arange(b * k)
+        ops = self.plan(ids, nd, seed, weak=use_weak)
+        gt = masks.to(torch.uint8) if masks.dtype == torch.bool else masks
+        out = gt.repeat_interleave(k, dim=0)
+        scale = sum(masks.shape[2:]) / len(masks.shape[2:]) / 224.0
+        for step in range(MAX_CHAIN):
+            for op_id in ops[:, step].unique().tolist():
+                rows = (ops[:, step] == op_id).nonzero()[:, 0]
+                if op_id < 0 or self.op_names[op_id] == "identity":
+                    continue
+                idx = rows.to(out.device)
+                keys = ids[rows] * MAX_CHAIN + step
+                with rng.sample_keys(keys):
+                    out[idx] = self._apply(
+                        op_id, out[idx], gt, images, rows, k, seed + 7919 * step, scale
+                    )
+        quality = dice_scores(out, gt, num_classes=1, repeats=k, validate=False)[:, 0]
+        return VQMResult(out.to(masks.dtype), quality, ops.to(masks.device))
+
+    def _apply(self, op_id, current, gt, images, rows, k, seed, scale) -> torch.Tensor:
+        name = self.op_names[op_id]
+        sources = (rows // k).to(gt.device)
+        if name == "cross_image":
+            if gt.shape[0] < 2:
+                return current  # no other image in the batch to swap with
+            return gt[cross_image_partners(gt, sources, self.cross_image_fraction, seed)]
+        if name == "weak_model":
+            return self._weak(images, sources, seed, rows)
+        op = self._ops[op_id]
+        assert op is not None
+        return op.fn(current, seed, scale).to(current.dtype)
+
+    def _weak(self, images, sources, seed, rows) -> torch.Tensor:
+        u = rng.uniform(seed, rows.to(torch.int64)[:, None], rng.STREAM_VQM, torch.tensor([[99]]))[
+            :, 0
+        ]
+        choice = (u * len(self.weak_models)).to(torch.int64).clamp_max(len(self.weak_models) - 1)
+        out = []
+        with torch.no_grad():
+            for i, model in zip(choice.tolist(), sources.tolist(), strict=True):
+                logits = self.weak_models[i](images[model : model + 1])
+                fg = logits > 0 if logits.shape[1] == 1 else logits.argmax(1, keepdim=True) != 0
+                out.append(fg.to(torch.uint8))
+        return torch.cat(out).to(images.device)
+
+
+def _choose(weights: Sequence[float], u: float) -> int:
+    """Index drawn with probability ∝ weight from one uniform."""
+    total = sum(weights)
+    acc = 0.0
+    for i, w in enumerate(weights):
+        acc += w / total
+        if u < acc:
+            return i
+    return len(weights) - 1
