@@ -41,49 +41,51 @@ def _require_2d(masks: torch.Tensor, name: str) -> None:
         raise NotImplementedError(f"{name} is defined for 2D masks (B, 1, H, W) only")
 
 
-def _cross(o: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
 def _hull(points: torch.Tensor) -> torch.Tensor:
-    """Convex hull vertices (counter-clockwise) of [P, 2] float points."""
-    pts = sorted({(float(p[0]), float(p[1])) for p in points})
+    """Convex hull vertices (counter-clockwise) of [P, 2] float pixel centres. Only each
+    row's two extreme pixels can be hull vertices, so the chain runs over at most 2·H
+    points."""
+    rows = points[:, 0]
+    extremes = []
+    for r in rows.unique().tolist():
+        xs = points[rows == r, 1]
+        extremes += [(r, xs.min().item()), (r, xs.max().item())]
+    pts = sorted(set(extremes))
     if len(pts) <= 2:
         return torch.tensor(pts, dtype=torch.float64)
-    tp = [torch.tensor(p, dtype=torch.float64) for p in pts]
-    lower: list[torch.Tensor] = []
-    for p in tp:
+    lower: list[tuple[float, float]] = []
+    for p in pts:
         while len(lower) >= 2 and _cross(lower[-2], lower[-1], p) <= 0:
             lower.pop()
         lower.append(p)
-    upper: list[torch.Tensor] = []
-    for p in reversed(tp):
+    upper: list[tuple[float, float]] = []
+    for p in reversed(pts):
         while len(upper) >= 2 and _cross(upper[-2], upper[-1], p) <= 0:
             upper.pop()
         upper.append(p)
-    return torch.stack(lower[:-1] + upper[:-1])
+    return torch.tensor(lower[:-1] + upper[:-1], dtype=torch.float64)
 
 
 def _inside_polygon(pts: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
-    """Even-odd rule for [N, 2] points against polygon vertices [V, 2]; points on an edge
-    count as inside (so a hull always contains its own points)."""
-    n = pts.shape[0]
+    """Even-odd rule for [N, 2] points against polygon vertices [V, 2], all edges at once;
+    points on an edge count as inside (so a hull always contains its own points)."""
     if poly.shape[0] == 0:
-        return torch.zeros(n, dtype=torch.bool)
-    inside = torch.zeros(n, dtype=torch.bool)
-    on_edge = torch.zeros(n, dtype=torch.bool)
-    y, x = pts[:, 0], pts[:, 1]
-    for i in range(poly.shape[0]):
-        (y0, x0), (y1, x1) = poly[i].tolist(), poly[(i + 1) % poly.shape[0]].tolist()
-        cross = (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
-        eps = 1e-9
-        within = (y >= min(y0, y1) - eps) & (y <= max(y0, y1) + eps)
-        within &= (x >= min(x0, x1) - eps) & (x <= max(x0, x1) + eps)
-        on_edge |= within & (cross.abs() < eps)
-        if y0 != y1:
-            crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / (y1 - y0) + x0)
-            inside ^= crosses
-    return inside | on_edge
+        return torch.zeros(pts.shape[0], dtype=torch.bool)
+    y, x = pts[:, 0:1], pts[:, 1:2]  # [N, 1] against edges [1, V]
+    y0, x0 = poly[:, 0][None], poly[:, 1][None]
+    y1, x1 = poly.roll(-1, 0)[:, 0][None], poly.roll(-1, 0)[:, 1][None]
+    eps = 1e-9
+    cross = (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
+    within = (y >= torch.minimum(y0, y1) - eps) & (y <= torch.maximum(y0, y1) + eps)
+    within &= (x >= torch.minimum(x0, x1) - eps) & (x <= torch.maximum(x0, x1) + eps)
+    on_edge = (within & (cross.abs() < eps)).any(1)
+    dy = torch.where(y1 == y0, torch.ones_like(y1), y1 - y0)
+    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / dy + x0)
+    return (crosses.sum(1) % 2 == 1) | on_edge
 
 
 def _per_sample(masks: torch.Tensor, vertices_of) -> torch.Tensor:
