@@ -1,4 +1,6 @@
-"""Mask corruption ops vs what users run today. Today: morphology (erosion, dilation).
+"""Mask corruption vs what users run today: morphology (erosion, dilation) per op, and the
+whole VQM generator (masks/s and quality targets/s) against a per-sample NumPy/SciPy
+generator in the authors' style (``benchmarks/authors_style_generator.py``).
 
 Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chord reference):
 - ``qgfast``: the dispatched op (Triton on CUDA; skipped on CPU, where it is the reference);
@@ -102,6 +104,43 @@ def _providers(device: torch.device, shape: str) -> dict[str, Callable]:
     return out
 
 
+GENERATOR_CASES = {"paper-2D 32x50": (32, 50, (224, 224)), "LA-3D 4x8": (4, 8, (112, 112, 80))}
+QUICK_GENERATOR_CASES = {"tiny-2D 4x3": (4, 3, (48, 40))}
+
+
+def bench_generator(rec: Recorder, quick: bool) -> None:
+    """Masks/s of ``VQMGenerator.generate`` (copies and their quality targets) vs the
+    authors-style per-sample CPU generator (CPU rows only; it never runs on a GPU)."""
+    from benchmarks import authors_style_generator
+    from qgfast.corrupt import VQMGenerator
+
+    gen = VQMGenerator()
+    device = rec.device
+    cases = QUICK_GENERATOR_CASES if quick else GENERATOR_CASES
+    for name, (b, k, spatial) in cases.items():
+        if device.type == "cpu" and len(spatial) == 3 and not quick:
+            continue  # minutes per call on two cores; the 3D row is a GPU row
+        masks = blob_masks((b, 1, *spatial), device, fraction=0.2)
+        runs = {"qgfast": lambda masks=masks, k=k: gen.generate(masks, k=k, seed=0)}
+        if device.type == "cpu":
+            np_masks = masks[:, 0].numpy().astype(bool)
+            runs["authors-style-cpu"] = lambda m=np_masks, k=k: authors_style_generator.generate(
+                m, k
+            )
+        for provider, fn in runs.items():
+            rec.bench(
+                "vqm_generator",
+                provider,
+                fn,
+                shape=f"{name} {'x'.join(map(str, (b * k, 1, *spatial)))}",
+                dtype="uint8",
+                mode="fwd",
+                min_run_time=0.05 if quick else 1.0,
+                measure_memory=False,
+                items=b * k,
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/corrupt.jsonl"))
@@ -128,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             bytes_moved=2 * masks.nbytes,
                             min_run_time=0.05 if args.quick else 0.3,
                         )
+    bench_generator(rec, args.quick)
     return 0
 
 

@@ -201,18 +201,22 @@ class Recorder:
         mode: str,
         extra: dict[str, Any] | None = None,
         bytes_moved: int | None = None,
+        items: int | None = None,
         **timing_kwargs: Any,
     ) -> Row:
         """Time ``fn`` and record one row; also print it, so logs show progress.
 
         ``bytes_moved``: the bytes the op must read plus write at minimum; the row then
         records the achieved rate ``GB_per_s`` (from p50), comparable with the device's
-        bandwidth floor measured by ``bench_bandwidth``.
+        bandwidth floor measured by ``bench_bandwidth``. ``items``: how many things one call
+        produces (masks, samples); the row then records ``items_per_s``.
         """
         t = time_callable(fn, self.device, **timing_kwargs)
         extra = dict(extra or {})
         if bytes_moved is not None and t.p50_ms > 0:
             extra["GB_per_s"] = round(bytes_moved / (t.p50_ms * 1e-3) / 1e9, 2)
+        if items is not None and t.p50_ms > 0:
+            extra["items_per_s"] = round(items / (t.p50_ms * 1e-3), 1)
         row = Row(
             op=op,
             provider=provider,

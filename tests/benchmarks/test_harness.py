@@ -64,3 +64,21 @@ def test_load_rows_rejects_foreign_lines(tmp_path) -> None:
     bad.write_text('{"op": "x"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: not a result row"):
         harness.load_rows([bad])
+
+
+def test_items_per_second_is_recorded(tmp_path) -> None:
+    rec = harness.Recorder(tmp_path / "r.jsonl", torch.device("cpu"))
+    row = rec.bench(
+        "noop",
+        "torch",
+        lambda: None,
+        shape="-",
+        dtype="-",
+        mode="fwd",
+        items=10,
+        min_run_time=0.02,
+        measure_memory=False,
+    )
+    saved = harness.load_rows([tmp_path / "r.jsonl"])[0]
+    assert saved.extra["items_per_s"] == row.extra["items_per_s"] > 0
+    assert saved.peak_mb is None
