@@ -1,6 +1,7 @@
 """Counter-based random numbers for corruption: a value depends only on (seed, sample index,
-stream, counter), never on batch size, batch order or device, so the same seed gives the
-same corruption of sample i on CPU and GPU, alone or in any batch.
+stream, counter), never on batch size, batch order or device, so the same seed gives sample
+i the same random draws on CPU and GPU, alone or in any batch. (Ops that then do float
+arithmetic, such as a rotation's rounding, can still differ between devices at exact ties.)
 
 The hash is murmur3's 32-bit finaliser applied to a mix of the four keys, computed in int64
 tensors holding 32-bit values (products are masked back to 32 bits, so the low bits are

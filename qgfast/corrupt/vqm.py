@@ -7,7 +7,8 @@ empty) — all on the masks' device. Optionally, with probability ``p_weak`` a c
 the thresholded prediction of a randomly chosen weak segmentation model on the image.
 
 Determinism: every draw is keyed by (seed, b·K + k), so copy k of sample b is the same
-whatever the batch size, the batch order of the other samples or the device. Ops are applied
+whatever the batch size or the other samples (cross-image copies excepted: they depend on
+the batch by definition), and draws the same ops on every device. Ops are applied
 to groups of copies that drew the same op, under ``rng.sample_keys`` so each copy keeps its
 own key.
 

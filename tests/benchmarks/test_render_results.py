@@ -60,3 +60,12 @@ def test_missing_peak_renders_as_not_available() -> None:
     assert "| n/a |" in line
     assert "| 2.00× |" in line
     assert "| – |" in line
+
+
+def test_generator_rows_compare_with_the_authors_style_baseline() -> None:
+    rows = [
+        _row(op="vqm_generator", provider="authors-style-cpu", p50_ms=10.0),
+        _row(op="vqm_generator", provider="qgfast", p50_ms=2.5),
+    ]
+    line = _line(render(rows), "qgfast")
+    assert "| 4.00× |" in line

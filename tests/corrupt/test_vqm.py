@@ -131,3 +131,21 @@ def test_errors() -> None:
         VQMGenerator().generate(torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="k must be >= 1"):
         VQMGenerator().generate(_discs(1), k=0)
+
+
+@pytest.mark.gpu
+def test_paper_setting_on_gpu() -> None:
+    masks = _discs(32, 224 // 2).repeat_interleave(1, 0)
+    masks = torch.nn.functional.interpolate(masks.float(), size=(224, 224)).to(torch.uint8).cuda()
+    gen = VQMGenerator()
+    out = gen.generate(masks, k=50, seed=0)
+    assert out.masks.is_cuda
+    assert out.masks.shape == (1600, 1, 224, 224)
+    p = out.masks.bool().flatten(1)
+    t = masks.bool().repeat_interleave(50, 0).flatten(1)
+    inter = (p & t).sum(1).double()
+    denom = (p.sum(1) + t.sum(1)).double()
+    want = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
+    torch.testing.assert_close(out.quality.double(), want, atol=1e-6, rtol=0)
+    cpu_ops = gen.plan(torch.arange(1600), 2, 0)
+    assert torch.equal(out.ops.cpu(), cpu_ops)  # the same draws on every device
