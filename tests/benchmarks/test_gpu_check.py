@@ -29,6 +29,7 @@ def test_refuses_without_cuda(tmp_path: Path) -> None:
     assert not (tmp_path / "results.jsonl").exists()
 
 
+@pytest.mark.slow  # a minute: every benchmark script runs once, quickly
 def test_quick_run_writes_logs_rows_and_table(tmp_path: Path) -> None:
     proc = _run(tmp_path, QGFAST_GPU_CHECK_ALLOW_CPU="1", QGFAST_GPU_CHECK_QUICK="1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
