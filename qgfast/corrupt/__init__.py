@@ -13,7 +13,7 @@ Available now:
 - cross-image: ``cross_image_swap``;
 - shape approximation: ``fitted_ellipse`` (2D/3D), ``convex_hull`` and ``polygon`` (2D);
 - ``VQMGenerator``: the paper's category mixture and weighted pool over all of the above,
-  K copies per mask with their hard-Dice quality targets (binary masks for now).
+  K copies per mask with their hard-Dice quality targets (binary masks or label maps).
 Random ops take a ``seed``; a sample's result depends only on (seed, its batch index).
 """
 

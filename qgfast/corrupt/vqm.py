@@ -12,8 +12,8 @@ the batch by definition), and draws the same ops on every device. Ops are applie
 to groups of copies that drew the same op, under ``rng.sample_keys`` so each copy keeps its
 own key.
 
-Binary masks only for now: the multi-class generator (per-class corruption and per-class
-targets) is not written yet and raises NotImplementedError.
+Label maps (``num_classes``): each copy corrupts one foreground class (drawn per copy) as a
+binary mask and puts it back; quality targets are per class.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ MAX_CHAIN = 3
 
 class VQMResult(NamedTuple):
     masks: torch.Tensor  # [B·K, 1, *S], the input's dtype
-    quality: torch.Tensor  # [B·K] float32 hard Dice against the ground truth
+    quality: torch.Tensor  # [B·K] (binary) or [B·K, C − 1] (label maps) float32 hard Dice
     ops: torch.Tensor  # [B·K, 3] int64 indices into VQMGenerator.op_names, −1 padded
 
 
@@ -52,8 +52,8 @@ class VQMGenerator:
     categories: category → weight (the paper's mixture by default).
     footprint: "cube" (the authors' square kernels) or "ball" for the morphology ops.
     weak_models: callables image batch [n, C, *S] → logits [n, 1 or C_out, *S]; with
-        probability ``p_weak`` a copy is the model's thresholded prediction (1 channel:
-        logits > 0; several: argmax ≠ 0). Needs ``images`` in ``generate``.
+        probability ``p_weak`` a copy is the model's prediction (1 channel: logits > 0;
+        several: the argmax label map). Needs ``images`` in ``generate``.
     chain_lengths: how many distinct single-pool ops a chained copy applies (uniform).
     cross_image_fraction: a cross-image copy takes the mask of another sample of the batch
         whose area is among this closest fraction of the others.
@@ -142,17 +142,35 @@ class VQMGenerator:
 
     # -- generation ---------------------------------------------------------------------
     def generate(
-        self, masks: torch.Tensor, images: torch.Tensor | None = None, k: int = 1, seed: int = 0
+        self,
+        masks: torch.Tensor,
+        images: torch.Tensor | None = None,
+        k: int = 1,
+        seed: int = 0,
+        num_classes: int | None = None,
     ) -> VQMResult:
-        """K corrupted copies of each binary mask [B, 1, *S], their Dice and op ids."""
+        """K corrupted copies of each mask [B, 1, *S], their Dice and op ids.
+
+        Binary masks (0/1, ``num_classes=None``): quality [B·K]. Label maps with
+        ``num_classes`` = C ≥ 2: each copy corrupts one foreground class drawn uniformly (the
+        op sees that class as a binary mask; the result replaces the class, the other classes
+        stay), cross-image and weak-model copies replace the whole map, and quality is the
+        per-class Dice [B·K, C − 1] (background excluded).
+        """
         _check_masks(masks)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if masks.dtype != torch.bool and int(masks.max()) > 1:
-            raise NotImplementedError(
-                "VQMGenerator supports binary masks (values 0/1) for now; multi-class "
-                "corruption with per-class quality targets is not implemented yet"
-            )
+        classes = 2 if num_classes is None else num_classes
+        if classes < 2:
+            raise ValueError(f"num_classes must be >= 2 for label maps, got {num_classes}")
+        top = 1 if masks.dtype == torch.bool else int(masks.max())
+        if top >= classes or int(masks.min()) < 0:
+            if num_classes is None:
+                raise ValueError(
+                    f"masks hold labels up to {top}: binary masks need values 0/1; "
+                    "pass num_classes for label maps"
+                )
+            raise ValueError(f"masks hold labels up to {top} but num_classes={classes}")
         if images is not None and (
             images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[2:]
         ):
@@ -164,34 +182,53 @@ class VQMGenerator:
         ids = torch.arange(b * k)
         ops = self.plan(ids, nd, seed, weak=use_weak)
         gt = masks.to(torch.uint8) if masks.dtype == torch.bool else masks
-        out = gt.repeat_interleave(k, dim=0)
-        scale = sum(masks.shape[2:]) / len(masks.shape[2:]) / 224.0
+        rep = gt.repeat_interleave(k, dim=0)
+        per_copy = (-1,) + (1,) * (nd + 1)
+        u = rng.uniform(
+            seed, ids[:, None].to(gt.device), rng.STREAM_VQM, torch.tensor([[98]], device=gt.device)
+        )
+        target_class = (1 + (u[:, 0] * (classes - 1)).to(torch.int64)).clamp_max(classes - 1)
+        target_class = target_class.view(per_copy).to(gt.dtype)
+        work = (rep == target_class).to(torch.uint8)  # the class each copy corrupts, as 0/1
+        whole = rep.clone()  # whole-map replacements (cross-image, weak model)
+        replaced = torch.zeros(b * k, dtype=torch.bool, device=gt.device)
+        scale = sum(masks.shape[2:]) / nd / 224.0
         for step in range(MAX_CHAIN):
             for op_id in ops[:, step].unique().tolist():
-                rows = (ops[:, step] == op_id).nonzero()[:, 0]
                 if op_id < 0 or self.op_names[op_id] == "identity":
                     continue
-                idx = rows.to(out.device)
-                keys = ids[rows] * MAX_CHAIN + step
-                with rng.sample_keys(keys):
-                    out[idx] = self._apply(
-                        op_id, out[idx], gt, images, rows, k, seed + 7919 * step, scale
-                    )
-        quality = dice_scores(out, gt, num_classes=1, repeats=k, validate=False)[:, 0]
+                rows = (ops[:, step] == op_id).nonzero()[:, 0]
+                idx = rows.to(gt.device)
+                step_seed = seed + 7919 * step
+                with rng.sample_keys(ids[rows] * MAX_CHAIN + step):
+                    if self.op_names[op_id] in ("cross_image", "weak_model"):
+                        whole[idx] = self._replace_map(
+                            op_id, gt, images, rows, k, step_seed, classes
+                        )
+                        replaced[idx] = True
+                    else:
+                        op = self._ops[op_id]
+                        assert op is not None
+                        work[idx] = (op.fn(work[idx], step_seed, scale) != 0).to(torch.uint8)
+        # put each corrupted class back into its map: its old voxels cleared, new ones set
+        composed = torch.where(work.bool(), target_class, torch.where(rep == target_class, 0, rep))
+        out = torch.where(replaced.view(per_copy), whole, composed)
+        if num_classes is None:
+            quality = dice_scores(out, gt, num_classes=1, repeats=k, validate=False)[:, 0]
+        else:
+            quality = dice_scores(
+                out, gt, num_classes=classes, repeats=k, include_background=False, validate=False
+            )
         return VQMResult(out.to(masks.dtype), quality, ops.to(masks.device))
 
-    def _apply(self, op_id, current, gt, images, rows, k, seed, scale) -> torch.Tensor:
-        name = self.op_names[op_id]
+    def _replace_map(self, op_id, gt, images, rows, k, seed, classes) -> torch.Tensor:
+        """Whole label maps for cross-image and weak-model copies."""
         sources = (rows // k).to(gt.device)
-        if name == "cross_image":
+        if self.op_names[op_id] == "cross_image":
             if gt.shape[0] < 2:
-                return current  # no other image in the batch to swap with
+                return gt[sources]  # no other image in the batch to swap with
             return gt[cross_image_partners(gt, sources, self.cross_image_fraction, seed)]
-        if name == "weak_model":
-            return self._weak(images, sources, seed, rows)
-        op = self._ops[op_id]
-        assert op is not None
-        return op.fn(current, seed, scale).to(current.dtype)
+        return self._weak(images, sources, seed, rows).to(gt.dtype).clamp_max(classes - 1)
 
     def _weak(self, images, sources, seed, rows) -> torch.Tensor:
         u = rng.uniform(seed, rows.to(torch.int64)[:, None], rng.STREAM_VQM, torch.tensor([[99]]))[
@@ -202,8 +239,8 @@ class VQMGenerator:
         with torch.no_grad():
             for i, model in zip(choice.tolist(), sources.tolist(), strict=True):
                 logits = self.weak_models[i](images[model : model + 1])
-                fg = logits > 0 if logits.shape[1] == 1 else logits.argmax(1, keepdim=True) != 0
-                out.append(fg.to(torch.uint8))
+                labels = logits > 0 if logits.shape[1] == 1 else logits.argmax(1, keepdim=True)
+                out.append(labels.to(torch.uint8))
         return torch.cat(out).to(images.device)
 
 

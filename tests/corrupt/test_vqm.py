@@ -125,8 +125,10 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="needs weak_models"):
         VQMGenerator(p_weak=0.1)
     labels = torch.full((1, 1, 8, 8), 2, dtype=torch.uint8)
-    with pytest.raises(NotImplementedError, match="binary masks"):
+    with pytest.raises(ValueError, match="pass num_classes for label maps"):
         VQMGenerator().generate(labels)
+    with pytest.raises(ValueError, match="num_classes=2"):
+        VQMGenerator().generate(labels, num_classes=2)
     with pytest.raises(TypeError, match="integer or bool"):
         VQMGenerator().generate(torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="k must be >= 1"):
@@ -149,3 +151,25 @@ def test_paper_setting_on_gpu() -> None:
     torch.testing.assert_close(out.quality.double(), want, atol=1e-6, rtol=0)
     cpu_ops = gen.plan(torch.arange(1600), 2, 0)
     assert torch.equal(out.ops.cpu(), cpu_ops)  # the same draws on every device
+
+
+def test_label_maps_corrupt_one_class_per_copy_with_per_class_targets() -> None:
+    discs = _discs(3)
+    labels = discs.clone()
+    labels[:, :, 20:30, :] *= 2  # a second class across the middle band
+    labels[0, 0, :4, :4] = 3  # a third, small class in one sample
+    gen = VQMGenerator(categories={"single": 1.0})
+    out = gen.generate(labels, k=8, seed=4, num_classes=4)
+    assert out.quality.shape == (24, 3)
+    for j in range(24):
+        got, gt = out.masks[j, 0], labels[j // 8, 0]
+        changed = (got != gt).nonzero()
+        if len(changed):
+            # one class moved: some class c is on one side of every changed voxel
+            before, after = gt[tuple(changed.T)], got[tuple(changed.T)]
+            assert any(((before == c) | (after == c)).all() for c in range(1, 4))
+        for c in range(1, 4):
+            p, t = got == c, gt == c
+            denom = (p.sum() + t.sum()).item()
+            want = 1.0 if denom == 0 else 2 * (p & t).sum().item() / denom
+            assert out.quality[j, c - 1].item() == pytest.approx(want, abs=1e-6)
