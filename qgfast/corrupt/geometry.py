@@ -42,25 +42,31 @@ def centroid(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, mean, centre)
 
 
+def gather_nearest(masks: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """output[b, x] = masks[b, round(src[b, x])], 0 where that falls outside; src [B, N, nd]."""
+    b, spatial = masks.shape[0], masks.shape[2:]
+    idx = torch.round(src).to(torch.int64)
+    sizes = torch.tensor(spatial, device=masks.device)
+    valid = ((idx >= 0) & (idx < sizes)).all(-1)
+    strides = [math.prod(spatial[a + 1 :]) for a in range(len(spatial))]
+    linear = (idx.clamp_min(0).minimum(sizes - 1) * torch.tensor(strides, device=masks.device)).sum(
+        -1
+    )
+    flat = masks.reshape(b, -1)
+    return torch.where(valid, flat.gather(1, linear), torch.zeros_like(flat[:, :1])).view(
+        masks.shape
+    )
+
+
 def remap(
     masks: torch.Tensor, matrix: torch.Tensor, centre: torch.Tensor, shift: torch.Tensor
 ) -> torch.Tensor:
     """Apply y = M (x − c) + c + t per sample. matrix [B, nd, nd], centre and shift [B, nd]."""
     _check_masks(masks)
-    b, spatial = masks.shape[0], masks.shape[2:]
-    pts = _coords(spatial, masks.device)  # [N, nd]
+    pts = _coords(masks.shape[2:], masks.device)  # [N, nd]
     inv = torch.linalg.inv(matrix.to(torch.float64))
     src = (pts[None] - centre[:, None] - shift[:, None]) @ inv.transpose(1, 2) + centre[:, None]
-    idx = torch.round(src).to(torch.int64)  # [B, N, nd]
-    sizes = torch.tensor(spatial, device=masks.device)
-    valid = ((idx >= 0) & (idx < sizes)).all(-1)
-    strides = torch.tensor(
-        [math.prod(spatial[a + 1 :]) for a in range(len(spatial))], device=masks.device
-    )
-    linear = (idx.clamp_min(0).minimum(sizes - 1) * strides).sum(-1)
-    flat = masks.reshape(b, -1)
-    out = torch.where(valid, flat.gather(1, linear), torch.zeros_like(flat[:, :1]))
-    return out.view(masks.shape)
+    return gather_nearest(masks, src)
 
 
 def _eye(b: int, nd: int, device: torch.device) -> torch.Tensor:

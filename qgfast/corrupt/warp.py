@@ -17,25 +17,9 @@ import math
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.geometry import _coords
+from qgfast.corrupt.geometry import _coords, gather_nearest
 from qgfast.corrupt.morphology import _check_masks
 from qgfast.corrupt.smooth import gaussian_filter
-
-
-def gather_nearest(masks: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """output[b, x] = masks[b, round(src[b, x])] (0 outside); src [B, N, nd] float."""
-    b, spatial = masks.shape[0], masks.shape[2:]
-    idx = torch.round(src).to(torch.int64)
-    sizes = torch.tensor(spatial, device=masks.device)
-    valid = ((idx >= 0) & (idx < sizes)).all(-1)
-    strides = torch.tensor(
-        [math.prod(spatial[a + 1 :]) for a in range(len(spatial))], device=masks.device
-    )
-    linear = (idx.clamp_min(0).minimum(sizes - 1) * strides).sum(-1)
-    flat = masks.reshape(b, -1)
-    return torch.where(valid, flat.gather(1, linear), torch.zeros_like(flat[:, :1])).view(
-        masks.shape
-    )
 
 
 def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) -> torch.Tensor:
