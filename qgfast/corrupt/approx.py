@@ -17,7 +17,6 @@ import math
 
 import torch
 
-from qgfast.corrupt.geometry import _coords
 from qgfast.corrupt.morphology import _check_masks
 from qgfast.corrupt.shapes import _moments
 
@@ -45,16 +44,21 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
-def _hull(points: torch.Tensor) -> torch.Tensor:
-    """Convex hull vertices (counter-clockwise) of [P, 2] float pixel centres. Only each
-    row's two extreme pixels can be hull vertices, so the chain runs over at most 2·H
-    points."""
-    rows = points[:, 0]
-    extremes = []
-    for r in rows.unique().tolist():
-        xs = points[rows == r, 1]
-        extremes += [(r, xs.min().item()), (r, xs.max().item())]
-    pts = sorted(set(extremes))
+def _hull(fg: torch.Tensor) -> torch.Tensor:
+    """Convex hull vertices (counter-clockwise) of the pixel centres of fg [H, W] (bool,
+    non-empty). Only each row's two extreme pixels can be hull vertices, so the chain runs
+    over at most 2·H points."""
+    rows = fg.any(1).nonzero()[:, 0]
+    w = fg.shape[1]
+    left = fg[rows].to(torch.uint8).argmax(1)
+    right = w - 1 - fg[rows].flip(1).to(torch.uint8).argmax(1)
+    pts = sorted(
+        {
+            (float(r), float(x))
+            for r, a, z in zip(rows.tolist(), left.tolist(), right.tolist(), strict=True)
+            for x in (a, z)
+        }
+    )
     if len(pts) <= 2:
         return torch.tensor(pts, dtype=torch.float64)
     lower: list[tuple[float, float]] = []
@@ -70,34 +74,49 @@ def _hull(points: torch.Tensor) -> torch.Tensor:
     return torch.tensor(lower[:-1] + upper[:-1], dtype=torch.float64)
 
 
-def _inside_polygon(pts: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
-    """Even-odd rule for [N, 2] points against polygon vertices [V, 2], all edges at once;
-    points on an edge count as inside (so a hull always contains its own points)."""
+def fill_polygon(poly: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """[H, W] bool: pixel centres inside polygon [V, 2] (row, col) by the even-odd rule,
+    scanline by scanline (O(H·V + H·W·V/2) small ops), with the boundary included: vertices,
+    horizontal edges and pixels within 1e-9 of a span's ends — so a hull always contains the
+    points it was built from."""
+    h, w = shape
+    out = torch.zeros(shape, dtype=torch.bool)
     if poly.shape[0] == 0:
-        return torch.zeros(pts.shape[0], dtype=torch.bool)
-    y, x = pts[:, 0:1], pts[:, 1:2]  # [N, 1] against edges [1, V]
+        return out
+    y = torch.arange(h, dtype=torch.float64)[:, None]  # [H, 1] against edges [1, V]
     y0, x0 = poly[:, 0][None], poly[:, 1][None]
-    y1, x1 = poly.roll(-1, 0)[:, 0][None], poly.roll(-1, 0)[:, 1][None]
-    eps = 1e-9
-    cross = (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
-    within = (y >= torch.minimum(y0, y1) - eps) & (y <= torch.maximum(y0, y1) + eps)
-    within &= (x >= torch.minimum(x0, x1) - eps) & (x <= torch.maximum(x0, x1) + eps)
-    on_edge = (within & (cross.abs() < eps)).any(1)
+    nxt = poly.roll(-1, 0)
+    y1, x1 = nxt[:, 0][None], nxt[:, 1][None]
+    crosses = (y0 > y) != (y1 > y)  # half-open: each crossing of row y counted once
     dy = torch.where(y1 == y0, torch.ones_like(y1), y1 - y0)
-    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / dy + x0)
-    return (crosses.sum(1) % 2 == 1) | on_edge
+    xs = torch.where(crosses, x0 + (x1 - x0) * (y - y0) / dy, torch.full_like(y0 + y, math.inf))
+    xs = xs.sort(1).values  # [H, V], real crossings first
+    pairs = xs.shape[1] // 2
+    starts, ends = xs[:, 0 : 2 * pairs : 2], xs[:, 1 : 2 * pairs : 2]  # [H, P]
+    x = torch.arange(w, dtype=torch.float64)[None, :, None]  # [1, W, 1]
+    eps = 1e-9
+    inside = (
+        (x >= starts[:, None] - eps) & (x <= ends[:, None] + eps) & ends[:, None].isfinite()
+    ).any(-1)
+    out |= inside
+    for (ya, xa), (yb, xb) in zip(poly.tolist(), nxt.tolist(), strict=True):
+        if ya == yb and 0 <= ya < h:  # horizontal edges: on the boundary
+            lo, hi = math.ceil(min(xa, xb) - eps), math.floor(max(xa, xb) + eps)
+            out[int(ya), max(lo, 0) : min(hi, w - 1) + 1] = True
+    for r, c in poly.tolist():
+        if float(r).is_integer() and float(c).is_integer() and 0 <= r < h and 0 <= c < w:
+            out[int(r), int(c)] = True
+    return out
 
 
 def _per_sample(masks: torch.Tensor, vertices_of) -> torch.Tensor:
     out = torch.zeros_like(masks)
-    grid = _coords(masks.shape[2:], torch.device("cpu"))
     for b in range(masks.shape[0]):
         fg = (masks[b, 0] != 0).cpu()
-        pts = fg.nonzero().to(torch.float64)
-        if pts.shape[0] == 0:
+        if not fg.any():
             continue
-        inside = _inside_polygon(grid, vertices_of(pts))
-        out[b, 0] = inside.view(fg.shape).to(device=masks.device, dtype=masks.dtype)
+        inside = fill_polygon(vertices_of(fg), tuple(fg.shape))
+        out[b, 0] = inside.to(device=masks.device, dtype=masks.dtype)
     return out
 
 
@@ -111,7 +130,8 @@ def polygon(masks: torch.Tensor, vertices: int) -> torch.Tensor:
     if vertices < 3:
         raise ValueError(f"a polygon needs >= 3 vertices, got {vertices}")
 
-    def star(pts: torch.Tensor) -> torch.Tensor:
+    def star(fg: torch.Tensor) -> torch.Tensor:
+        pts = fg.nonzero().to(torch.float64)
         centre = pts.mean(0)
         d = pts - centre
         angle = torch.atan2(d[:, 1], d[:, 0])

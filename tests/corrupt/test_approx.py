@@ -54,3 +54,25 @@ def test_3d_hull_and_polygon_are_refused_and_empty_stays_empty() -> None:
     empty = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
     for op in (approx.convex_hull, approx.fitted_ellipse, lambda m: approx.polygon(m, 5)):
         assert op(empty).sum() == 0
+
+
+@pytest.mark.parametrize("density", [0.002, 0.02, 0.3])
+def test_hull_contains_every_pixel_and_is_idempotent(density) -> None:
+    g = torch.Generator().manual_seed(int(density * 1000))
+    m = (torch.rand(6, 1, 37, 41, generator=g) < density).to(torch.uint8)
+    m[0] = 0
+    m[0, 0, 5, 7] = 1  # a single pixel
+    m[1] = 0
+    m[1, 0, 3, 2:30] = 1  # a horizontal segment (a degenerate hull)
+    hull = approx.convex_hull(m)
+    assert (hull >= m).all()
+    assert torch.equal(approx.convex_hull(hull), hull)
+    assert hull[0].sum() == 1
+    assert torch.equal(hull[1], m[1])
+
+
+def test_fill_polygon_of_a_triangle_counts_lattice_points() -> None:
+    tri = torch.tensor([[0.0, 0.0], [0.0, 10.0], [10.0, 0.0]], dtype=torch.float64)
+    filled = approx.fill_polygon(tri, (12, 12))
+    # lattice points with r, c >= 0 and r + c <= 10: 66 (Pick's theorem: boundary included)
+    assert filled.sum() == 66
