@@ -45,3 +45,21 @@ def test_empty_masks() -> None:
     assert components.keep_largest_component(empty).sum() == 0
     assert components.drop_random_component(empty).sum() == 0
     assert np.all(components.label_components(empty).numpy() == 0)
+
+
+@pytest.mark.parametrize("size", [(3, 1, 25, 21), (2, 1, 13, 12, 11), (1, 1, 1, 9)])
+def test_native_and_propagated_labels_are_identical(size) -> None:
+    pytest.importorskip("qgfast._native")
+    masks = (torch.rand(size) > 0.5).to(torch.uint8)
+    native = components._native_labels(masks)
+    assert native is not None
+    assert torch.equal(native, components._propagated_labels(masks))
+
+
+def test_native_labelling_handles_empty_arrays_and_refuses_floats() -> None:
+    native = pytest.importorskip("qgfast._native")
+    labels, count = native.label_components(np.zeros((0, 3), dtype=np.uint8))
+    assert labels.shape == (0, 3)
+    assert count == 0
+    with pytest.raises(TypeError):
+        native.label_components(np.zeros((3, 3), dtype=np.float32))
