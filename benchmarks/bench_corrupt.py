@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.bench_losses import forced_backend
 from benchmarks.harness import Recorder, default_device
 from qgfast import corrupt
+from qgfast.backend import use_backend
 from qgfast.reference.morphology import footprint
 
 SHAPES = {"3D": (8, 1, 128, 128, 128), "2D": (24, 1, 256, 256)}
@@ -75,7 +75,7 @@ def _providers(device: torch.device, shape: str) -> dict[str, Callable]:
         )
 
     def reference(m, r, erode):
-        with forced_backend("reference"):
+        with use_backend("reference"):
             return (corrupt.erode if erode else corrupt.dilate)(m, r, shape=shape)
 
     out["reference"] = reference

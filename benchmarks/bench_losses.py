@@ -21,9 +21,7 @@ compares directly with ``bench_bandwidth``'s floor of the same run.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 
 from benchmarks.harness import Recorder, default_device
 from qgfast import losses
+from qgfast.backend import use_backend
 
 SHAPES = {
     "LA": (4, 2, 112, 112, 80),
@@ -40,22 +39,6 @@ SHAPES = {
 }
 QUICK_SHAPES = {"tiny3d": (2, 2, 24, 20, 16), "tiny2d": (4, 4, 48, 40)}
 COMPILE_SHAPES = {"LA", "BraTS-SSL", "tiny3d"}
-
-
-@contextlib.contextmanager
-def forced_backend(name: str | None) -> Iterator[None]:
-    old = os.environ.get("QGFAST_BACKEND")
-    if name is None:
-        os.environ.pop("QGFAST_BACKEND", None)
-    else:
-        os.environ["QGFAST_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("QGFAST_BACKEND", None)
-        else:
-            os.environ["QGFAST_BACKEND"] = old
 
 
 def nnunet_style_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -80,16 +63,16 @@ def _providers(device: torch.device, use_compile: bool) -> dict[str, Callable]:
     out: dict[str, Callable] = {}
     if device.type == "cuda":
         out["qgfast"] = lambda fn: fn
-    out["reference"] = lambda fn: _with_backend(fn, "reference")
+    out["reference"] = lambda fn: with_backend(fn, "reference")
     if use_compile:
         # the backend is forced outside the compiled region: dynamo cannot trace putenv
-        out["reference-compile"] = lambda fn: _with_backend(torch.compile(fn), "reference")
+        out["reference-compile"] = lambda fn: with_backend(torch.compile(fn), "reference")
     return out
 
 
-def _with_backend(fn: Callable, name: str) -> Callable:
+def with_backend(fn: Callable, name: str) -> Callable:
     def run(*args):
-        with forced_backend(name):
+        with use_backend(name):
             return fn(*args)
 
     return run
@@ -194,7 +177,7 @@ def bench_dice_scores(rec: Recorder, quick: bool) -> None:
         def scores(gt=gt, cand=cand, k=k):
             return losses.dice_scores(cand, gt, num_classes=1, repeats=k, validate=False)
 
-        providers = {"reference": _with_backend(scores, "reference")}
+        providers = {"reference": with_backend(scores, "reference")}
         if device.type == "cuda":
             providers = {"qgfast": scores, **providers}
         if compute_dice is not None:

@@ -11,9 +11,11 @@ without re-importing; the triton import itself is attempted once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -51,6 +53,24 @@ def forced_backend() -> Backend | None:
     if value not in BACKENDS:
         raise ValueError(f"{ENV_VAR}={value!r} is not a backend; use one of {', '.join(BACKENDS)}")
     return value  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def use_backend(name: Backend | None) -> Iterator[None]:
+    """Within the block, force ``name`` (``None``: choose automatically); the previous
+    ``QGFAST_BACKEND`` is restored afterwards, also on error."""
+    old = os.environ.get(ENV_VAR)
+    if name is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old
 
 
 def _common_device(tensors: tuple[torch.Tensor, ...]) -> torch.device | None:

@@ -17,13 +17,13 @@ import math
 
 import torch
 
-from qgfast.corrupt.morphology import _check_masks
-from qgfast.corrupt.shapes import _moments
+from qgfast.corrupt.morphology import check_masks
+from qgfast.corrupt.shapes import moments
 
 
 def fitted_ellipse(masks: torch.Tensor) -> torch.Tensor:
-    _check_masks(masks)
-    pts, area, mean, _ = _moments(masks)
+    check_masks(masks)
+    pts, area, mean, _ = moments(masks)
     b, nd = masks.shape[0], masks.dim() - 2
     w = (masks.reshape(b, -1) != 0).to(torch.float64)
     d = pts[None] - mean[:, None]  # [B, N, nd]
@@ -35,7 +35,7 @@ def fitted_ellipse(masks: torch.Tensor) -> torch.Tensor:
 
 
 def _require_2d(masks: torch.Tensor, name: str) -> None:
-    _check_masks(masks)
+    check_masks(masks)
     if masks.dim() != 4:
         raise NotImplementedError(f"{name} is defined for 2D masks (B, 1, H, W) only")
 

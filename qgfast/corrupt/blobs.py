@@ -15,7 +15,7 @@ import torch
 
 from qgfast.backend import select_backend
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.morphology import check_masks
 from qgfast.reference import blobs as reference
 
 
@@ -86,7 +86,7 @@ def add_blobs(
     """Masks [B, 1, *S] with ``n`` (int or [B]) balls of radii uniform in ``radius_range``
     (inclusive) set to 0 (``mode="hole"``, centred on foreground) or to ``value``
     (``mode="island"``, centred on background). Same dtype out; the input is not modified."""
-    _check_masks(masks)
+    check_masks(masks)
     if mode not in ("hole", "island"):
         raise ValueError(f"mode must be 'hole' or 'island', got {mode!r}")
     centres, radii = blob_parameters(masks, n, radius_range, mode, seed)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.morphology import check_masks
 
 
 def _neighbour_max(lab: torch.Tensor) -> torch.Tensor:
@@ -36,7 +36,7 @@ def label_components(masks: torch.Tensor) -> torch.Tensor:
     C-order voxel index + 1 (not consecutive). CPU tensors use the Rust union–find of
     ``qgfast._native`` (one pass, GIL released); other devices the propagation below; both
     give identical labels."""
-    _check_masks(masks)
+    check_masks(masks)
     if masks.device.type == "cpu":
         native = _native_labels(masks)
         if native is not None:

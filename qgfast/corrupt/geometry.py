@@ -14,7 +14,7 @@ import math
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.morphology import check_masks
 
 
 def _draw(seed: int, b: int, device: torch.device, counters: int) -> torch.Tensor:
@@ -23,7 +23,7 @@ def _draw(seed: int, b: int, device: torch.device, counters: int) -> torch.Tenso
     return rng.uniform(seed, ids, rng.STREAM_AFFINE, torch.arange(counters, device=device)[None, :])
 
 
-def _coords(spatial: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def voxel_coords(spatial: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """[N, nd] voxel coordinates (float64) in C order."""
     grids = torch.meshgrid(
         *[torch.arange(s, device=device, dtype=torch.float64) for s in spatial], indexing="ij"
@@ -34,7 +34,7 @@ def _coords(spatial: tuple[int, ...], device: torch.device) -> torch.Tensor:
 def centroid(masks: torch.Tensor) -> torch.Tensor:
     """[B, nd] mean foreground coordinate (the volume's centre for an empty mask)."""
     spatial = masks.shape[2:]
-    pts = _coords(spatial, masks.device)
+    pts = voxel_coords(spatial, masks.device)
     w = (masks.reshape(masks.shape[0], -1) != 0).to(torch.float64)
     count = w.sum(1, keepdim=True)
     centre = torch.tensor([(s - 1) / 2 for s in spatial], device=masks.device, dtype=torch.float64)
@@ -62,8 +62,8 @@ def remap(
     masks: torch.Tensor, matrix: torch.Tensor, centre: torch.Tensor, shift: torch.Tensor
 ) -> torch.Tensor:
     """Apply y = M (x − c) + c + t per sample. matrix [B, nd, nd], centre and shift [B, nd]."""
-    _check_masks(masks)
-    pts = _coords(masks.shape[2:], masks.device)  # [N, nd]
+    check_masks(masks)
+    pts = voxel_coords(masks.shape[2:], masks.device)  # [N, nd]
     inv = torch.linalg.inv(matrix.to(torch.float64))
     src = (pts[None] - centre[:, None] - shift[:, None]) @ inv.transpose(1, 2) + centre[:, None]
     return gather_nearest(masks, src)
@@ -97,7 +97,7 @@ def _rotation(angle: torch.Tensor, u: torch.Tensor, nd: int) -> torch.Tensor:
 
 def shift(masks: torch.Tensor, max_fraction: float, *, seed: int = 0) -> torch.Tensor:
     """Translate by t_a uniform in [−f, f] · size_a on every axis."""
-    _check_masks(masks)
+    check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
     u = _draw(seed, b, masks.device, len(spatial))
     sizes = torch.tensor(spatial, dtype=torch.float64, device=masks.device)
@@ -108,7 +108,7 @@ def shift(masks: torch.Tensor, max_fraction: float, *, seed: int = 0) -> torch.T
 
 def scale(masks: torch.Tensor, factor_range: tuple[float, float], *, seed: int = 0) -> torch.Tensor:
     """Isotropic scaling about the centroid by a factor uniform in ``factor_range``."""
-    _check_masks(masks)
+    check_masks(masks)
     lo, hi = factor_range
     if not 0 < lo <= hi:
         raise ValueError(f"factor_range must satisfy 0 < lo <= hi, got {factor_range}")
@@ -123,7 +123,7 @@ def scale(masks: torch.Tensor, factor_range: tuple[float, float], *, seed: int =
 
 def rotate(masks: torch.Tensor, max_degrees: float, *, seed: int = 0) -> torch.Tensor:
     """Rotation about the centroid by an angle uniform in [−max, max] degrees."""
-    _check_masks(masks)
+    check_masks(masks)
     b, nd = masks.shape[0], masks.dim() - 2
     u = _draw(seed, b, masks.device, 3)
     angle = (2 * u[:, 0] - 1) * math.radians(max_degrees)
@@ -142,7 +142,7 @@ def random_affine(
     seed: int = 0,
 ) -> torch.Tensor:
     """Scale, rotation and shift together, about the volume's centre (METHOD.md defaults)."""
-    _check_masks(masks)
+    check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
     nd = len(spatial)
     u = _draw(seed, b, masks.device, 4 + nd)

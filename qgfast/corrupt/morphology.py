@@ -22,7 +22,7 @@ from qgfast.reference import morphology as reference
 _SHAPES = ("ball", "cube")
 
 
-def _check_masks(masks: torch.Tensor) -> None:
+def check_masks(masks: torch.Tensor) -> None:
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
     if masks.dim() not in (4, 5) or masks.shape[1] != 1:
@@ -64,7 +64,7 @@ def _radii(radius: int | torch.Tensor, masks: torch.Tensor) -> list[int]:
 def _apply(
     masks: torch.Tensor, radius: int | torch.Tensor, shape: str, erode: bool
 ) -> torch.Tensor:
-    _check_masks(masks)
+    check_masks(masks)
     if shape not in _SHAPES:
         raise ValueError(f"shape must be one of {_SHAPES}, got {shape!r}")
     radii = _radii(radius, masks)

@@ -8,13 +8,13 @@ import math
 
 import torch
 
-from qgfast.corrupt.geometry import _coords
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.geometry import voxel_coords
+from qgfast.corrupt.morphology import check_masks
 
 
-def _moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Voxel coordinates [N, nd], area [B], centroid [B, nd], per-axis std [B, nd]."""
-    pts = _coords(masks.shape[2:], masks.device)
+    pts = voxel_coords(masks.shape[2:], masks.device)
     w = (masks.reshape(masks.shape[0], -1) != 0).to(torch.float64)
     area = w.sum(1)
     mean = (w @ pts) / area.clamp_min(1)[:, None]
@@ -25,8 +25,8 @@ def _moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def gaussian_blob(masks: torch.Tensor, spread: float = 1.0) -> torch.Tensor:
     """Voxels of the largest exp(−½ Σ ((x − μ)/(spread·σ))²) values, exactly as many as the
     mask has foreground voxels (ties at the cut broken by voxel index)."""
-    _check_masks(masks)
-    pts, area, mean, std = _moments(masks)
+    check_masks(masks)
+    pts, area, mean, std = moments(masks)
     scale = (spread * std).clamp_min(0.5)  # a one-voxel-thick axis still gets a spread
     z = ((pts[None] - mean[:, None]) / scale[:, None]) ** 2
     field = torch.exp(-0.5 * z.sum(-1))  # [B, N]
@@ -40,8 +40,8 @@ def gaussian_blob(masks: torch.Tensor, spread: float = 1.0) -> torch.Tensor:
 def circular_blob(masks: torch.Tensor) -> torch.Tensor:
     """A disc (2D) or ball (3D) at the centroid with the mask's area: r = √(A/π) or
     ∛(3A/4π)."""
-    _check_masks(masks)
-    pts, area, mean, _ = _moments(masks)
+    check_masks(masks)
+    pts, area, mean, _ = moments(masks)
     nd = masks.dim() - 2
     radius = (area / math.pi).sqrt() if nd == 2 else (3 * area / (4 * math.pi)).pow(1 / 3)
     dist2 = ((pts[None] - mean[:, None]) ** 2).sum(-1)

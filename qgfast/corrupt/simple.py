@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.morphology import check_masks
 
 
 def _fg(masks: torch.Tensor) -> torch.Tensor:
-    _check_masks(masks)
+    check_masks(masks)
     return masks != 0
 
 
@@ -23,18 +23,18 @@ def invert(masks: torch.Tensor) -> torch.Tensor:
 
 
 def empty(masks: torch.Tensor) -> torch.Tensor:
-    _check_masks(masks)
+    check_masks(masks)
     return torch.zeros_like(masks)
 
 
 def full(masks: torch.Tensor) -> torch.Tensor:
-    _check_masks(masks)
+    check_masks(masks)
     return torch.ones_like(masks)
 
 
 def bernoulli_noise(masks: torch.Tensor, p: float = 0.5, *, seed: int = 0) -> torch.Tensor:
     """Every voxel foreground with probability ``p``, independently (the mask is replaced)."""
-    _check_masks(masks)
+    check_masks(masks)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be in [0, 1], got {p}")
     b = masks.shape[0]

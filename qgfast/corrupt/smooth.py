@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import _check_masks, dilate, erode
+from qgfast.corrupt.morphology import check_masks, dilate, erode
 
 
 def opencv_sigma(kernel_size: int) -> float:
@@ -39,7 +39,7 @@ def gaussian_filter(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Te
 
 def gaussian_smooth(masks: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Blur the 0/1 mask with OpenCV's Gaussian of side ``kernel_size``, keep > 0.5."""
-    _check_masks(masks)
+    check_masks(masks)
     x = (masks != 0).to(torch.float32)
     blurred = gaussian_filter(x, kernel_size, opencv_sigma(kernel_size))
     return (blurred > 0.5).to(masks.dtype)
@@ -48,7 +48,7 @@ def gaussian_smooth(masks: torch.Tensor, kernel_size: int) -> torch.Tensor:
 def jagged_band(masks: torch.Tensor, kernel_size: int, *, seed: int = 0) -> torch.Tensor:
     """Inside the band between the dilation and the erosion by a k × k (× k) cube, every
     voxel is redrawn foreground with probability 0.5; outside it nothing changes."""
-    _check_masks(masks)
+    check_masks(masks)
     if kernel_size % 2 == 0 or kernel_size < 1:
         raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
     fg = (masks != 0).to(torch.uint8)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.pool import (
     BLOB_OPS,
     CATEGORIES,
@@ -157,7 +157,7 @@ class VQMGenerator:
         stay), cross-image and weak-model copies replace the whole map, and quality is the
         per-class Dice [B·K, C − 1] (background excluded).
         """
-        _check_masks(masks)
+        check_masks(masks)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         classes = 2 if num_classes is None else num_classes

@@ -17,8 +17,8 @@ import math
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.geometry import _coords, gather_nearest
-from qgfast.corrupt.morphology import _check_masks
+from qgfast.corrupt.geometry import gather_nearest, voxel_coords
+from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.smooth import gaussian_filter
 
 
@@ -33,14 +33,14 @@ def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) ->
 
 def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -> torch.Tensor:
     """Elastic deformation: displacement N(0, α²) per voxel and axis, Gaussian-smoothed (σ)."""
-    _check_masks(masks)
+    check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
     nd, n = len(spatial), math.prod(spatial)
     noise = alpha * _normal(seed, b, rng.STREAM_ELASTIC, nd * n, masks.device)
     field = noise.view(b * nd, 1, *spatial).to(torch.float32)
     k = 2 * math.ceil(3 * sigma) + 1
     smooth = gaussian_filter(field, k, sigma).view(b, nd, n).transpose(1, 2)  # [B, N, nd]
-    src = _coords(spatial, masks.device)[None] + smooth.to(torch.float64)
+    src = voxel_coords(spatial, masks.device)[None] + smooth.to(torch.float64)
     return gather_nearest(masks, src)
 
 
@@ -48,7 +48,7 @@ def grid_distortion(
     masks: torch.Tensor, steps: int, limit: float, *, seed: int = 0
 ) -> torch.Tensor:
     """Grid distortion with ``steps`` cells per axis and cell-length factors in 1 ± limit."""
-    _check_masks(masks)
+    check_masks(masks)
     if steps < 1 or not 0 <= limit < 1:
         raise ValueError(f"need steps >= 1 and 0 <= limit < 1, got {steps}, {limit}")
     b, spatial = masks.shape[0], masks.shape[2:]
@@ -100,7 +100,7 @@ def cross_image_partners(
 def cross_image_swap(masks: torch.Tensor, fraction: float = 0.2, *, seed: int = 0) -> torch.Tensor:
     """Each sample takes the mask of another sample whose foreground area is among the
     closest ``fraction`` of the others (at least one); a batch of one is returned unchanged."""
-    _check_masks(masks)
+    check_masks(masks)
     b = masks.shape[0]
     if b < 2:
         return masks.clone()

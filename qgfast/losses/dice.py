@@ -107,6 +107,11 @@ class DiceLoss(_Loss):
         _checks.check_pair(input, target, ("input", "target"))
         _checks.check_no_target_grad(target, "target")
         c = input.shape[1]
+        if target.shape[1] not in (1, c):
+            raise ValueError(
+                "number of channels for target is neither 1 (without one-hot encoding) nor the "
+                f"same as input, got shape {tuple(input.shape)} and {tuple(target.shape)}."
+            )
         act = "sigmoid" if self.sigmoid else "none"
         if self.softmax:
             if c == 1:
@@ -122,23 +127,11 @@ class DiceLoss(_Loss):
                 warnings.warn(
                     "single channel prediction, `include_background=False` ignored.", stacklevel=3
                 )
-            if target.shape[1] != 1:
-                raise ValueError(
-                    f"ground truth has {target.shape[1]} channels for a 1-channel input"
-                )
             _checks.check_label_range(
                 target, 1, "target", self.validate and not target.is_floating_point()
             )
-            return StatsSpec(
-                act=act,
-                target="dense",
-                num_classes=1,
-                squared=self.squared_pred,
-                ce=ce,
-                absolute=self.soft_label,
-                diff=self.soft_label and not self.squared_pred,
-            )
-        if target.shape[1] == 1:
+            mode = "dense"  # the single channel's values, as MONAI uses them
+        elif target.shape[1] == 1:
             if not self.to_onehot_y:
                 raise ValueError(
                     f"ground truth has different shape ({tuple(target.shape)}) from input "
@@ -147,18 +140,13 @@ class DiceLoss(_Loss):
             _checks.check_label_dtype(target, "target", allow_float=True)  # MONAI casts to long
             _checks.check_label_range(target, c, "target", self.validate)
             mode = "labels"
-        elif target.shape[1] == c:
+        else:
             if self.to_onehot_y:
                 raise ValueError(
                     "to_onehot_y=True needs a (B, 1, ...) label map, "
                     f"got target {tuple(target.shape)}"
                 )
             mode = "dense"
-        else:
-            raise ValueError(
-                "number of channels for target is neither 1 (without one-hot encoding) nor the "
-                f"same as input, got shape {tuple(input.shape)} and {tuple(target.shape)}."
-            )
         # MONAI's soft-label Dice uses L1 norms, Σ|p|, for the volumes.
         return StatsSpec(
             act=act,
@@ -274,13 +262,8 @@ class DiceCELoss(_Loss):
                 "the number of dimensions for input and target should be the same, got shape "
                 f"{tuple(input.shape)} and {tuple(target.shape)}; give a label map as B1H[WD]."
             )
-        c = input.shape[1]
-        if target.shape[1] != 1 and target.shape[1] != c:
-            raise ValueError(
-                "number of channels for target is neither 1 (without one-hot encoding) nor the "
-                f"same as input, got shape {tuple(input.shape)} and {tuple(target.shape)}."
-            )
-        spec = self.dice._spec(input, target, ce="bce" if c == 1 else "softmax")
+        ce = "bce" if input.shape[1] == 1 else "softmax"
+        spec = self.dice._spec(input, target, ce=ce)  # also checks the channels
         stats = seg_stats(input, target, spec, class_weight=self.ce_weight)
         dice = self.dice._dice_from_stats(stats, input.dim() - 2)
         ce = stats.ce_sum.sum()

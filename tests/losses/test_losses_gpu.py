@@ -1,12 +1,11 @@
 """GPU checks at realistic shapes (run by benchmarks/gpu_check.sh): the Triton path against
 the reference by the tolerance rule, low precision, and CUDA-graph capture (no host sync)."""
 
-import os
-
 import pytest
 import torch
 
 from qgfast import losses
+from qgfast.backend import use_backend
 from qgfast.testing import assert_matches_reference
 
 pytestmark = pytest.mark.gpu
@@ -14,15 +13,8 @@ pytestmark = pytest.mark.gpu
 
 def _on(backend_name, fn):
     def run(*args):
-        old = os.environ.get("QGFAST_BACKEND")
-        os.environ["QGFAST_BACKEND"] = backend_name
-        try:
+        with use_backend(backend_name):
             return fn(*args)
-        finally:
-            if old is None:
-                del os.environ["QGFAST_BACKEND"]
-            else:
-                os.environ["QGFAST_BACKEND"] = old
 
     return run
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qgfast.backend import use_backend
 from qgfast.losses import (
     QualityWeightedDiceCELoss,
     per_sample_dice_ce,
@@ -98,16 +99,8 @@ def test_soft_pseudolabels_and_kernel_vs_reference_rule() -> None:
 
     def run(backend_name):
         def fn(x, t):
-            import os
-
-            old = os.environ.get("QGFAST_BACKEND")
-            os.environ["QGFAST_BACKEND"] = backend_name
-            try:
+            with use_backend(backend_name):
                 return quality_weighted_dice_ce(x, t, w)
-            finally:
-                os.environ.pop("QGFAST_BACKEND") if old is None else os.environ.update(
-                    QGFAST_BACKEND=old
-                )
 
         return fn
 
@@ -156,13 +149,8 @@ def test_softmax_mse_kernel_vs_reference_rule() -> None:
 
     def with_backend(name):
         def fn(x, t):
-            import os
-
-            os.environ["QGFAST_BACKEND"] = name
-            try:
+            with use_backend(name):
                 return softmax_mse(x, t)
-            finally:
-                del os.environ["QGFAST_BACKEND"]
 
         return fn
 
