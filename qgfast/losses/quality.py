@@ -40,6 +40,11 @@ def _check_weights(weights: torch.Tensor, batch: int, device: torch.device) -> N
 def _pseudolabel_spec(logits: torch.Tensor, target: torch.Tensor, validate: bool) -> StatsSpec:
     c = logits.shape[1]
     if c == 1:
+        if target.shape[1] != 1:
+            raise ValueError(
+                "binary logits (B, 1, ...) need (B, 1, ...) pseudolabels, "
+                f"got {tuple(target.shape)}"
+            )
         _checks.check_label_range(
             target, 1, "pseudolabels", validate and not target.is_floating_point()
         )

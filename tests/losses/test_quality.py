@@ -115,6 +115,8 @@ def test_pseudolabel_errors(backend) -> None:
         quality_weighted_dice_ce(logits, torch.zeros(2, 1, 5, 5, dtype=torch.long), torch.ones(3))
     with pytest.raises(ValueError, match=r"pseudolabels has labels in \[5, 5\]"):
         quality_weighted_dice_ce(logits, torch.full((2, 1, 5, 5), 5), torch.ones(2))
+    with pytest.raises(ValueError, match=r"binary logits \(B, 1, ...\) need"):
+        quality_weighted_dice_ce(torch.randn(2, 1, 5, 5), torch.rand(2, 3, 5, 5), torch.ones(2))
     with pytest.raises(ValueError, match="voxel_mask must be"):
         quality_weighted_dice_ce(
             logits,
