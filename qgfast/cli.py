@@ -1,6 +1,7 @@
 """The ``qgfast`` command line.
 
-Subcommands arrive with the features behind them; today: ``qgfast info``.
+Subcommands arrive with the features behind them; today: ``info``, ``synthetic``,
+``train-quality`` and ``eval-quality``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synthetic(args: argparse.Namespace) -> int:
+    from qgfast.data import make_synthetic_dataset
+
+    root = make_synthetic_dataset(args.kind, args.n, args.path, seed=args.seed)
+    print(f"wrote {args.n} {args.kind} cases to {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from qgfast import __version__
 
@@ -60,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="versions, devices, backends and native build")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=_cmd_info)
+
+    synthetic = commands.add_parser("synthetic", help="write a built-in synthetic dataset")
+    synthetic.add_argument("kind", choices=("lesion2d", "organ3d"))
+    synthetic.add_argument("path", help="output folder (imagesTr/, labelsTr/, dataset.json)")
+    synthetic.add_argument("--n", type=int, default=64, help="number of cases")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(func=_cmd_synthetic)
+
+    from qgfast.quality.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -87,6 +87,7 @@ class VQMGenerator:
             "catastrophic": catastrophic_pool(),
             "blob": blob_category_pool(),
         }
+        self.footprint = footprint
         self.weak_models = list(weak_models)
         self.p_weak = p_weak
         self.chain_lengths = tuple(chain_lengths)
@@ -98,6 +99,17 @@ class VQMGenerator:
                 self.op_names.append(op.name)
                 self._ops.append(op)
         self._index = {name: i for i, name in enumerate(self.op_names)}
+
+    def config(self) -> dict:
+        """The constructor keywords that rebuild this generator, weak models excepted (they
+        are modules: checkpoints store them beside this dict)."""
+        return {
+            "categories": dict(self.categories),
+            "footprint": self.footprint,
+            "p_weak": self.p_weak,
+            "chain_lengths": list(self.chain_lengths),
+            "cross_image_fraction": self.cross_image_fraction,
+        }
 
     # -- sampling -----------------------------------------------------------------------
     def plan(

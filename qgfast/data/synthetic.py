@@ -1,0 +1,197 @@
+"""Procedural datasets whose image content predicts mask quality.
+
+- ``lesion2d``: dermoscopy-like RGB images — skin tone with shading, pores and hairs, a
+  vignette, and an irregular pigmented lesion (Fourier-perturbed outline, one or two lobes,
+  fuzzy border, darker core, network texture); binary mask = where the lesion's opacity
+  exceeds one half, so the visible boundary and the label agree.
+- ``organ3d``: MR-like volumes — a body ellipsoid, an organ (label 1) with a nested
+  structure (label 2) and, in most cases, an adjacent organ (label 3) of low contrast;
+  every outline is deformed by smooth noise; multiplicative bias field and Rician noise.
+
+Written nnU-Net style (``imagesTr``/``labelsTr`` + ``dataset.json``) as PNG or NIfTI so the
+readers are exercised. Each case is generated from (seed, index) alone: case i is the same
+whatever ``n``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+KINDS = ("lesion2d", "organ3d")
+
+
+def _smooth_noise(shape: Sequence[int], cell: float, gen: torch.Generator) -> torch.Tensor:
+    """Zero-mean, unit-ish smooth noise: a coarse random grid (one value per ``cell``
+    voxels) interpolated up to ``shape``."""
+    coarse = [max(2, math.ceil(s / cell) + 1) for s in shape]
+    grid = torch.randn(1, 1, *coarse, generator=gen)
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    return F.interpolate(grid, size=tuple(shape), mode=mode, align_corners=True)[0, 0]
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=gen))
+
+
+def _case_generator(seed: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) % (2**63))
+
+
+def lesion_case(size: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One dermoscopy-like case: (RGB uint8 [size, size, 3], mask uint8 [size, size] 0/1)."""
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    # skin: a tone between light and dark, slow shading, pores, vignette
+    t = _uniform(gen, 0.0, 1.0)
+    tone = torch.tensor([0.93 - 0.2 * t, 0.78 - 0.22 * t, 0.68 - 0.22 * t])
+    shading = 1 + 0.08 * _smooth_noise((size, size), size / 3, gen)
+    pores = 0.025 * _smooth_noise((size, size), max(2.0, size / 64), gen)
+    skin = tone.view(3, 1, 1) * (shading + pores)
+    # lesion: union of lobes with Fourier-perturbed radius
+    depth = torch.full((size, size), -10.0)
+    for lobe in range(1 if _uniform(gen, 0, 1) < 0.7 else 2):
+        cy, cx = 0.5 + _uniform(gen, -0.12, 0.12), 0.5 + _uniform(gen, -0.12, 0.12)
+        r0 = _uniform(gen, 0.13, 0.33) * (0.7 if lobe else 1.0)
+        theta = torch.atan2(yy - cy, xx - cx)
+        radius = torch.ones_like(theta)
+        for k in range(2, 8):
+            amp = _uniform(gen, 0.0, 0.22) / k**0.7
+            radius = radius + amp * torch.cos(k * theta + _uniform(gen, 0, 2 * math.pi))
+        dist = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        depth = torch.maximum(depth, (r0 * radius.clamp_min(0.3) - dist) / r0)
+    depth = depth + 0.06 * _smooth_noise((size, size), size / 14, gen)
+    softness = _uniform(gen, 0.02, 0.09)
+    alpha = torch.sigmoid(depth / softness)
+    mask = (alpha > 0.5).to(torch.uint8)
+    darkness = _uniform(gen, 0.15, 1.0)  # some lesions are faint: harder cases
+    brown = torch.tensor([0.55, 0.36, 0.25]) * (1 - 0.55 * darkness)
+    network = 1 + 0.18 * _smooth_noise((size, size), max(2.0, size / 24), gen)
+    core = 1 - 0.35 * darkness * depth.clamp(0, 0.6) / 0.6
+    lesion = brown.view(3, 1, 1) * network * core
+    img = skin * (1 - alpha) + lesion * alpha
+    # hairs: dark quadratic Bézier curves drawn over everything
+    for _ in range(int(_uniform(gen, 0, 1) ** 2 * 7)):
+        p = torch.rand(3, 2, generator=gen) * 1.4 - 0.2
+        s = torch.linspace(0, 1, 4 * size)[:, None]
+        curve = (1 - s) ** 2 * p[0] + 2 * s * (1 - s) * p[1] + s**2 * p[2]
+        pix = torch.stack([yy.flatten(), xx.flatten()], 1)
+        near = torch.cdist(pix, curve).min(1).values.view(size, size)
+        width = _uniform(gen, 0.6, 1.6) / size
+        img = img * (1 - 0.75 * torch.exp(-((near / width) ** 2))[None])
+    vignette = 1 - 0.6 * ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 - 0.18).clamp_min(0)
+    img = img * vignette + 0.015 * torch.randn(3, size, size, generator=gen)
+    rgb = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+    return rgb.numpy(), mask.numpy()
+
+
+def organ_case(shape: Sequence[int], gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One MR-like case: (int16 volume [*shape], labels uint8 [*shape] in 0..3)."""
+    axes = [torch.linspace(-1, 1, s) for s in shape]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # [3, *shape]
+
+    def blob(centre, radii, wobble):
+        rel = (grid - torch.tensor(centre).view(3, 1, 1, 1)) / torch.tensor(radii).view(3, 1, 1, 1)
+        level = 1 - (rel**2).sum(0)
+        return level + wobble * _smooth_noise(shape, max(shape) / 4, gen) > 0
+
+    body = blob((0, 0, 0), (0.9, 0.75, 1.1), 0.08)
+    c1 = (_uniform(gen, -0.2, 0.2), _uniform(gen, -0.15, 0.15), _uniform(gen, -0.1, 0.1))
+    r1 = tuple(_uniform(gen, 0.35, 0.55) for _ in range(3))
+    organ = blob(c1, r1, 0.25) & body
+    c2 = tuple(c + _uniform(gen, -0.3, 0.3) * r for c, r in zip(c1, r1, strict=True))
+    nested = blob(c2, tuple(r * _uniform(gen, 0.3, 0.5) for r in r1), 0.3) & organ
+    labels = organ.to(torch.uint8) + nested.to(torch.uint8)  # 1 organ, 2 nested structure
+    tissue, organ_i, nested_i = 0.35, _uniform(gen, 0.55, 0.7), _uniform(gen, 0.8, 0.95)
+    if _uniform(gen, 0, 1) < 0.5:  # a dark lesion instead of a bright one
+        nested_i = _uniform(gen, 0.15, 0.25)
+    intensity = torch.where(body, tissue, 0.02)
+    intensity = torch.where(organ, organ_i, intensity)
+    intensity = torch.where(nested, nested_i, intensity)
+    if _uniform(gen, 0, 1) < 0.75:  # an adjacent organ, low contrast against tissue
+        angle = _uniform(gen, 0, 2 * math.pi)
+        r3 = tuple(_uniform(gen, 0.14, 0.22) for _ in range(3))
+        reach = 0.8 * (r1[0] + r3[0])
+        c3 = (c1[0] + reach * math.cos(angle), c1[1] + reach * math.sin(angle), c1[2])
+        adjacent = blob(c3, r3, 0.2) & body & ~organ
+        labels = torch.where(adjacent, 3, labels).to(torch.uint8)
+        intensity = torch.where(adjacent, tissue + _uniform(gen, 0.1, 0.16), intensity)
+    texture = 1 + 0.06 * _smooth_noise(shape, 3, gen)
+    bias = torch.exp(0.25 * _smooth_noise(shape, max(shape) / 1.5, gen))
+    clean = intensity * texture * bias
+    sigma = 0.035
+    noisy = torch.sqrt(
+        (clean + sigma * torch.randn(shape, generator=gen)) ** 2
+        + (sigma * torch.randn(shape, generator=gen)) ** 2
+    )  # Rician: the magnitude of complex Gaussian noise, as in MR
+    volume = (noisy * 1000).round().clamp(-32768, 32767).to(torch.int16)
+    return volume.numpy(), labels.numpy()
+
+
+def make_synthetic_dataset(
+    kind: str = "lesion2d",
+    n: int = 64,
+    path: str | Path = "synthetic",
+    seed: int = 0,
+    size: int | Sequence[int] | None = None,
+) -> Path:
+    """Write ``n`` cases of ``kind`` under ``path`` (nnU-Net layout); returns ``path``.
+
+    size: lesion2d side (default 128) or organ3d shape (default 64×64×48, voxels
+    1.5×1.5×2 mm). Existing case files of the same names are overwritten.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    root = Path(path)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    if kind == "lesion2d":
+        from PIL import Image
+
+        side = 128 if size is None else int(size if isinstance(size, int) else size[0])
+        if side < 16:
+            raise ValueError(f"lesion2d size must be >= 16, got {side}")
+        for i in range(n):
+            rgb, mask = lesion_case(side, _case_generator(seed, i))
+            Image.fromarray(rgb).save(root / "imagesTr" / f"lesion_{i:04d}_0000.png")
+            Image.fromarray(mask).save(root / "labelsTr" / f"lesion_{i:04d}.png")
+        meta = {
+            "channel_names": {"0": "R", "1": "G", "2": "B"},
+            "labels": {"background": 0, "lesion": 1},
+            "file_ending": ".png",
+        }
+    else:
+        import nibabel as nib
+
+        shape = (
+            (64, 64, 48)
+            if size is None
+            else tuple(size)
+            if not isinstance(size, int)
+            else (size,) * 3
+        )
+        if len(shape) != 3 or min(shape) < 8:
+            raise ValueError(f"organ3d shape must be 3 sides >= 8, got {shape}")
+        affine = np.diag([1.5, 1.5, 2.0, 1.0])
+        for i in range(n):
+            volume, labels = organ_case(shape, _case_generator(seed, i))
+            nib.save(
+                nib.Nifti1Image(volume, affine), root / "imagesTr" / f"organ_{i:04d}_0000.nii.gz"
+            )
+            nib.save(nib.Nifti1Image(labels, affine), root / "labelsTr" / f"organ_{i:04d}.nii.gz")
+        meta = {
+            "channel_names": {"0": "MR"},
+            "labels": {"background": 0, "organ": 1, "nested": 2, "adjacent": 3},
+            "file_ending": ".nii.gz",
+        }
+    meta |= {"numTraining": n, "name": f"qgfast synthetic {kind}", "seed": seed}
+    (root / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return root

@@ -1,0 +1,98 @@
+"""Synthetic datasets: deterministic per case, images that show their masks, readable files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qgfast.data import find_cases, make_synthetic_dataset, read_case
+from qgfast.data.synthetic import _case_generator, lesion_case, organ_case
+
+pytest.importorskip("PIL")
+
+
+def test_case_depends_on_seed_and_index_only():
+    a = lesion_case(32, _case_generator(7, 3))
+    b = lesion_case(32, _case_generator(7, 3))
+    c = lesion_case(32, _case_generator(8, 3))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_lesions_are_darker_than_skin_and_masks_binary():
+    for i in range(6):
+        rgb, mask = lesion_case(64, _case_generator(0, i))
+        assert rgb.shape == (64, 64, 3)
+        assert rgb.dtype == np.uint8
+        assert set(np.unique(mask).tolist()) == {0, 1}
+        grey = rgb.astype(float).mean(-1)
+        assert grey[mask == 1].mean() < grey[mask == 0].mean() - 10
+
+
+def test_organs_nest_and_differ_in_intensity():
+    volume, labels = organ_case((32, 30, 24), _case_generator(0, 1))
+    assert volume.dtype == np.int16
+    assert labels.dtype == np.uint8
+    present = set(np.unique(labels).tolist())
+    assert {0, 1, 2} <= present <= {0, 1, 2, 3}
+    means = [volume[labels == c].mean() for c in (1, 2)]
+    assert abs(means[0] - means[1]) > 100  # the nested structure is visible
+    # nested: every label-2 voxel's 6-neighbourhood holds only organ labels (1, 2) or the border
+    two = np.argwhere(labels == 2)
+    inner = two[(two > 0).all(1) & (two < np.array(labels.shape) - 1).all(1)]
+    for axis in range(3):
+        for step in (-1, 1):
+            nb = inner.copy()
+            nb[:, axis] += step
+            assert set(np.unique(labels[tuple(nb.T)]).tolist()) <= {1, 2}
+
+
+def test_written_2d_dataset_round_trips(tmp_path):
+    root = make_synthetic_dataset("lesion2d", 3, tmp_path, seed=2, size=32)
+    cases = find_cases(root)
+    assert [c.case_id for c in cases] == ["lesion_0000", "lesion_0001", "lesion_0002"]
+    image, label = read_case(cases[1])
+    rgb, mask = lesion_case(32, _case_generator(2, 1))
+    np.testing.assert_array_equal(image, np.moveaxis(rgb, -1, 0).astype(np.float32))
+    np.testing.assert_array_equal(label[0], mask)
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["labels"] == {"background": 0, "lesion": 1}
+    assert meta["numTraining"] == 3
+
+
+def test_written_3d_dataset_is_nifti_with_spacing(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    root = make_synthetic_dataset("organ3d", 2, tmp_path, seed=1, size=(16, 14, 12))
+    (case, _) = find_cases(root)
+    img = nib.load(case.images[0])
+    assert img.shape == (16, 14, 12)
+    assert img.header.get_zooms() == (1.5, 1.5, 2.0)
+    volume, labels = organ_case((16, 14, 12), _case_generator(1, 0))
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), volume)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(case.label).dataobj), labels)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kind": "cells"}, "kind must be one of"),
+        ({"n": 0}, "n must be a positive int"),
+        ({"size": 8}, "size must be >= 16"),
+        ({"kind": "organ3d", "size": (4, 8, 8)}, "3 sides >= 8"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_synthetic_dataset(path=tmp_path, **kwargs)
+
+
+def test_smooth_noise_is_seeded():
+    from qgfast.data.synthetic import _smooth_noise
+
+    a = _smooth_noise((9, 7), 3, torch.Generator().manual_seed(1))
+    b = _smooth_noise((9, 7), 3, torch.Generator().manual_seed(1))
+    assert a.shape == (9, 7)
+    assert torch.equal(a, b)
