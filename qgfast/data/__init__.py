@@ -3,17 +3,22 @@
 from qgfast.data.dataset import CaseDataset, normalise, resize
 from qgfast.data.errors import DataError
 from qgfast.data.folders import Case, find_cases, read_case, read_image, read_label
+from qgfast.data.nifti import NiftiVolume, nifti_header, read_nifti, write_nifti
 from qgfast.data.synthetic import make_synthetic_dataset
 
 __all__ = [
     "Case",
     "CaseDataset",
     "DataError",
+    "NiftiVolume",
     "find_cases",
     "make_synthetic_dataset",
+    "nifti_header",
     "normalise",
     "read_case",
     "read_image",
     "read_label",
+    "read_nifti",
     "resize",
+    "write_nifti",
 ]

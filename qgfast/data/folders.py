@@ -6,8 +6,7 @@ Layouts recognised under a root folder (the first image folder found wins):
   whose last axis is the channel (MSD);
 - plain: ``images/`` + ``masks/`` or ``labels/``, masks matched to images by name with an
   optional ``_mask``/``_segmentation``/``_label``/``_gt`` suffix (ISIC, Kvasir style).
-2D files (PNG, JPEG, BMP, TIFF) are read with Pillow, NIfTI with nibabel; the Rust
-streamer (``VolumeStream``/``ImageStream``) is the fast path for training loops.
+2D files (PNG, JPEG, BMP, TIFF) are read with Pillow, NIfTI with ``read_nifti`` (Rust).
 """
 
 from __future__ import annotations
@@ -112,12 +111,9 @@ def _read_pil(path: Path):
 
 
 def _read_nifti_array(path: Path) -> np.ndarray:
-    import nibabel as nib
+    from qgfast.data.nifti import read_nifti
 
-    try:
-        return np.asanyarray(nib.load(path).dataobj)
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
-        raise DataError(path, f"cannot read NIfTI: {err}") from err
+    return read_nifti(path).data
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -169,7 +169,7 @@ def make_synthetic_dataset(
             "file_ending": ".png",
         }
     else:
-        import nibabel as nib
+        from qgfast.data.nifti import write_nifti
 
         shape = (
             (64, 64, 48)
@@ -183,10 +183,8 @@ def make_synthetic_dataset(
         affine = np.diag([1.5, 1.5, 2.0, 1.0])
         for i in range(n):
             volume, labels = organ_case(shape, _case_generator(seed, i))
-            nib.save(
-                nib.Nifti1Image(volume, affine), root / "imagesTr" / f"organ_{i:04d}_0000.nii.gz"
-            )
-            nib.save(nib.Nifti1Image(labels, affine), root / "labelsTr" / f"organ_{i:04d}.nii.gz")
+            write_nifti(root / "imagesTr" / f"organ_{i:04d}_0000.nii.gz", volume, affine)
+            write_nifti(root / "labelsTr" / f"organ_{i:04d}.nii.gz", labels, affine)
         meta = {
             "channel_names": {"0": "MR"},
             "labels": {"background": 0, "organ": 1, "nested": 2, "adjacent": 3},

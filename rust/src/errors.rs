@@ -10,6 +10,13 @@ use pyo3::prelude::*;
 
 pyo3::create_exception!(
     _native,
+    NativeDataError,
+    PyValueError,
+    "Bad input data; args are (path, reason). qgfast.data re-raises it as DataError."
+);
+
+pyo3::create_exception!(
+    _native,
     NativeError,
     PyRuntimeError,
     "An internal failure (a caught panic) inside qgfast's native extension."
@@ -20,6 +27,8 @@ pyo3::create_exception!(
 pub enum Error {
     /// The caller passed something the function cannot accept (raised as `ValueError`).
     InvalidArgument(String),
+    /// A file that cannot be used as data: which file, and why (raised as `NativeDataError`).
+    Data { path: String, reason: String },
     /// A panic inside native code: a bug, reported as `NativeError` rather than a crash.
     Panic(String),
 }
@@ -28,6 +37,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument(msg) => write!(f, "{msg}"),
+            Error::Data { path, reason } => write!(f, "{path}: {reason}"),
             Error::Panic(msg) => write!(
                 f,
                 "internal error in qgfast native code (please report it): {msg}"
@@ -43,6 +53,7 @@ impl From<Error> for PyErr {
         let msg = err.to_string();
         match err {
             Error::InvalidArgument(_) => PyValueError::new_err(msg),
+            Error::Data { path, reason } => NativeDataError::new_err((path, reason)),
             Error::Panic(_) => NativeError::new_err(msg),
         }
     }

@@ -11,8 +11,9 @@ use pyo3::types::PyDict;
 mod build;
 pub mod components;
 pub mod errors;
+pub mod nifti;
 
-use errors::{detached, Error, NativeError};
+use errors::{detached, Error, NativeDataError, NativeError};
 
 /// `build_info(key=None)`: all build facts as a dict, or the one named by `key`.
 #[pyfunction]
@@ -64,10 +65,166 @@ fn label_components<'py>(
     Ok((array.into_pyarray(py), count))
 }
 
+fn header_dict<'py>(py: Python<'py>, h: &nifti::Header) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("version", h.version)?;
+    d.set_item("big_endian", h.big_endian)?;
+    d.set_item("shape", h.shape.clone())?;
+    d.set_item("dtype", h.dtype.name())?;
+    d.set_item("vox_offset", h.vox_offset)?;
+    d.set_item("pixdim", h.pixdim.to_vec())?;
+    d.set_item("scl_slope", h.scl_slope)?;
+    d.set_item("scl_inter", h.scl_inter)?;
+    d.set_item("qform_code", h.qform_code)?;
+    d.set_item("sform_code", h.sform_code)?;
+    d.set_item("quatern", h.quatern.to_vec())?;
+    d.set_item("qoffset", h.qoffset.to_vec())?;
+    d.set_item(
+        "srow",
+        h.srow.iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+    )?;
+    d.set_item("xyzt_units", h.xyzt_units)?;
+    d.set_item("intent_code", h.intent_code)?;
+    d.set_item("descrip", h.descrip.clone())?;
+    Ok(d)
+}
+
+/// `nifti_header(path) -> dict`: the header fields, reading only the header.
+#[pyfunction]
+fn nifti_header<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let header = detached(py, move || nifti::read_header(&path))?;
+    header_dict(py, &header)
+}
+
+/// Voxels as the typed array nibabel returns (C order of the reversed shape: the caller
+/// transposes to NIfTI's x-fastest order without a copy).
+enum Voxels {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+fn typed<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    let mut out = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+    bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(bytes);
+    out
+}
+
+fn scaled<T: bytemuck::Pod>(
+    bytes: &[u8],
+    slope: f64,
+    inter: f64,
+    to_f64: fn(T) -> f64,
+) -> Vec<f64> {
+    // nibabel: float64 result, multiply only when slope != 1, add only when inter != 0
+    let values: &[T] = &typed::<T>(bytes);
+    values
+        .iter()
+        .map(|&v| {
+            let mut x = to_f64(v);
+            if slope != 1.0 {
+                x *= slope;
+            }
+            if inter != 0.0 {
+                x += inter;
+            }
+            x
+        })
+        .collect()
+}
+
+fn decode(vol: &nifti::Volume, raw: bool) -> Result<Voxels, Error> {
+    use nifti::DType::*;
+    let b = vol.voxels();
+    let scaling = if raw {
+        None
+    } else {
+        vol.header.scaling().map_err(Error::InvalidArgument)?
+    };
+    if let Some((s, i)) = scaling {
+        return Ok(Voxels::F64(match vol.header.dtype {
+            U8 => scaled::<u8>(b, s, i, |v| v as f64),
+            I8 => scaled::<i8>(b, s, i, |v| v as f64),
+            I16 => scaled::<i16>(b, s, i, |v| v as f64),
+            U16 => scaled::<u16>(b, s, i, |v| v as f64),
+            I32 => scaled::<i32>(b, s, i, |v| v as f64),
+            U32 => scaled::<u32>(b, s, i, |v| v as f64),
+            I64 => scaled::<i64>(b, s, i, |v| v as f64),
+            U64 => scaled::<u64>(b, s, i, |v| v as f64),
+            F32 => scaled::<f32>(b, s, i, |v| v as f64),
+            F64 => scaled::<f64>(b, s, i, |v| v),
+        }));
+    }
+    Ok(match vol.header.dtype {
+        U8 => Voxels::U8(b.to_vec()),
+        I8 => Voxels::I8(typed(b)),
+        I16 => Voxels::I16(typed(b)),
+        U16 => Voxels::U16(typed(b)),
+        I32 => Voxels::I32(typed(b)),
+        U32 => Voxels::U32(typed(b)),
+        I64 => Voxels::I64(typed(b)),
+        U64 => Voxels::U64(typed(b)),
+        F32 => Voxels::F32(typed(b)),
+        F64 => Voxels::F64(typed(b)),
+    })
+}
+
+fn to_array<'py, T: numpy::Element>(
+    py: Python<'py>,
+    shape: &[usize],
+    values: Vec<T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let array = ArrayD::from_shape_vec(IxDyn(shape), values)
+        .map_err(|e| Error::InvalidArgument(format!("read_nifti: {e}")))?;
+    Ok(array.into_pyarray(py).into_any())
+}
+
+/// `read_nifti(path, raw=False, max_bytes) -> (header dict, voxels)`: voxels in C order of
+/// the reversed NIfTI shape (transpose for nibabel's order); scaled to float64 as nibabel
+/// does unless `raw`. Bad files raise `NativeDataError(path, reason)`.
+#[pyfunction]
+#[pyo3(signature = (path, raw=false, max_bytes=usize::MAX))]
+fn read_nifti<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    raw: bool,
+    max_bytes: usize,
+) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyAny>)> {
+    let (header, voxels) = detached(py, move || {
+        let vol = nifti::read(&path, max_bytes)?;
+        let voxels = decode(&vol, raw).map_err(|e| nifti::data(&path, e.to_string()))?;
+        Ok((vol.header, voxels))
+    })?;
+    let shape: Vec<usize> = header.shape.iter().rev().copied().collect();
+    let array = match voxels {
+        Voxels::U8(v) => to_array(py, &shape, v)?,
+        Voxels::I8(v) => to_array(py, &shape, v)?,
+        Voxels::I16(v) => to_array(py, &shape, v)?,
+        Voxels::U16(v) => to_array(py, &shape, v)?,
+        Voxels::I32(v) => to_array(py, &shape, v)?,
+        Voxels::U32(v) => to_array(py, &shape, v)?,
+        Voxels::I64(v) => to_array(py, &shape, v)?,
+        Voxels::U64(v) => to_array(py, &shape, v)?,
+        Voxels::F32(v) => to_array(py, &shape, v)?,
+        Voxels::F64(v) => to_array(py, &shape, v)?,
+    };
+    Ok((header_dict(py, &header)?, array))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
+    m.add("NativeDataError", m.py().get_type::<NativeDataError>())?;
+    m.add_function(wrap_pyfunction!(nifti_header, m)?)?;
+    m.add_function(wrap_pyfunction!(read_nifti, m)?)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(_selftest_fail, m)?)?;
     m.add_function(wrap_pyfunction!(label_components, m)?)?;
