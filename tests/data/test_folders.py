@@ -111,7 +111,7 @@ def test_truncated_nifti_is_a_data_error(tmp_path):
     path = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), path)
     path.write_bytes(path.read_bytes()[:60])
-    with pytest.raises(DataError, match="truncated|corrupt"):
+    with pytest.raises(DataError, match=r"truncated|corrupt"):
         read_image(path)
 
 

@@ -150,7 +150,7 @@ def test_truncated_nii(good):
 def test_truncated_gzip(tmp_path, good):
     gz = tmp_path / "t.nii.gz"
     gz.write_bytes(gzip.compress(good.read_bytes())[:-40])
-    _expect(gz, "truncated|corrupt")
+    _expect(gz, r"truncated|corrupt")
 
 
 def test_bad_magic(good):

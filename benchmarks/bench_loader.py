@@ -1,0 +1,96 @@
+"""NIfTI decode: qgfast's Rust reader vs nibabel, one core, uncompressed MB/s.
+
+Data: MR-like phantoms from ``qgfast.data.synthetic.organ_case`` (organs, bias field,
+Rician noise: compresses like real MR), written with gzip levels 1 and 6 and uncompressed:
+- LA-like: one 576×576×88 int16 volume;
+- BraTS-like: four 240×240×155 int16 modalities + a uint8 label (one case = 5 files).
+Rows record the compression ratio. Both readers return the same array (checked once);
+both really read the voxels (nibabel's lazy memory map of a ``.nii`` is copied out, as
+ours is).
+A CPU benchmark: on a CUDA machine it records nothing unless ``--force``.
+
+    python -m benchmarks.bench_loader [--quick] [--out benchmarks/results/loader.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.harness import Recorder
+from qgfast.data.nifti import read_nifti, write_nifti
+from qgfast.data.synthetic import _case_generator, organ_case
+
+CASES = {"LA": [(576, 576, 88)], "BraTS": [(240, 240, 155)] * 4}
+QUICK = {"LA": [(64, 64, 24)], "BraTS": [(32, 32, 20)] * 4}
+
+
+def write_case(folder: Path, name: str, shapes, ext: str, level: int) -> list[Path]:
+    paths = []
+    labels = None
+    for i, shape in enumerate(shapes):
+        volume, labels = organ_case(shape, _case_generator(7, i))
+        path = folder / f"{name}_{i}{ext}"
+        paths.append(write_nifti(path, volume, np.diag([1.0, 1.0, 1.0, 1.0]), compresslevel=level))
+    if len(shapes) > 1:  # BraTS-style cases carry a label file too
+        paths.append(write_nifti(folder / f"{name}_seg{ext}", labels, compresslevel=level))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/loader.jsonl"))
+    parser.add_argument("--quick", action="store_true", help="tiny volumes (smoke test)")
+    parser.add_argument("--force", action="store_true", help="run even on a CUDA machine")
+    args = parser.parse_args(argv)
+    if torch.cuda.is_available() and not args.force:
+        print("bench_loader: CPU benchmark, skipped on a CUDA machine (--force runs it)")
+        return 0
+    try:
+        import nibabel as nib
+    except ImportError:
+        nib = None
+    torch.set_num_threads(1)  # per-core numbers: both readers decode on one thread
+    rec = Recorder(args.out, torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, shapes in (QUICK if args.quick else CASES).items():
+            for ext, level in ((".nii.gz", 1), (".nii.gz", 6), (".nii", 0)):
+                paths = write_case(Path(tmp), f"{name}{level}", shapes, ext, level)
+                raw = sum(int(np.prod(read_nifti(p).shape)) * 2 for p in paths[: len(shapes)])
+                raw += sum(int(np.prod(read_nifti(p).shape)) for p in paths[len(shapes) :])
+                ratio = raw / sum(os.path.getsize(p) for p in paths)
+                label = f"{name} {'+'.join('x'.join(map(str, s)) for s in shapes[:1])}"
+                label += f"×{len(paths)} {ext} gz{level}" if level else f"×{len(paths)} {ext}"
+                providers = {"qgfast": lambda paths=paths: [read_nifti(p).data for p in paths]}
+                if nib is not None:
+                    # np.array: an uncompressed file must really be read, not just mapped
+                    providers["nibabel"] = lambda paths=paths: [
+                        np.array(nib.load(p).dataobj) for p in paths
+                    ]
+                    for p in paths:
+                        ours, theirs = read_nifti(p).data, np.asanyarray(nib.load(p).dataobj)
+                        assert np.array_equal(ours, theirs), p
+                for provider, fn in providers.items():
+                    rec.bench(
+                        "nifti-decode",
+                        provider,
+                        fn,
+                        shape=label,
+                        dtype="int16",
+                        mode="decode",
+                        bytes_moved=raw,
+                        extra={"compression_ratio": round(ratio, 2)},
+                        measure_memory=False,
+                        min_run_time=0.05 if args.quick else 1.0,
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
