@@ -4,6 +4,7 @@ from qgfast.data.dataset import CaseDataset, normalise, resize
 from qgfast.data.errors import DataError
 from qgfast.data.folders import Case, find_cases, read_case, read_image, read_label
 from qgfast.data.nifti import NiftiVolume, nifti_header, read_nifti, write_nifti
+from qgfast.data.stream import VolumeStream
 from qgfast.data.synthetic import make_synthetic_dataset
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "CaseDataset",
     "DataError",
     "NiftiVolume",
+    "VolumeStream",
     "find_cases",
     "make_synthetic_dataset",
     "nifti_header",

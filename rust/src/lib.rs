@@ -12,6 +12,8 @@ mod build;
 pub mod components;
 pub mod errors;
 pub mod nifti;
+pub mod stream;
+pub mod volume;
 
 use errors::{detached, Error, NativeDataError, NativeError};
 
@@ -218,6 +220,214 @@ fn read_nifti<'py>(
     Ok((header_dict(py, &header)?, array))
 }
 
+fn config_item<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    d.get_item(key)?
+        .ok_or_else(|| Error::InvalidArgument(format!("stream config lacks {key:?}")))?
+        .extract::<T>()
+        .map_err(Into::into)
+}
+
+fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
+    let (kind, a, b): (String, f64, f64) = config_item(d, "norm")?;
+    let norm = match kind.as_str() {
+        "none" => volume::Norm::None,
+        "zscore" => volume::Norm::ZScore { nonzero: false },
+        "zscore-nonzero" => volume::Norm::ZScore { nonzero: true },
+        "percentile" => volume::Norm::Percentile { lo: a, hi: b },
+        "window" => volume::Norm::Window {
+            lo: a as f32,
+            hi: b as f32,
+        },
+        other => return Err(Error::InvalidArgument(format!("unknown norm {other:?}")).into()),
+    };
+    Ok(stream::Config {
+        patch: config_item(d, "patch")?,
+        labeled_batch: config_item(d, "labeled_batch")?,
+        unlabeled_batch: config_item(d, "unlabeled_batch")?,
+        samples_per_volume: config_item(d, "samples_per_volume")?,
+        foreground_prob: config_item(d, "foreground_prob")?,
+        cache_bytes: config_item(d, "cache_bytes")?,
+        flip: config_item(d, "flip")?,
+        rot90: config_item(d, "rot90")?,
+        scale: config_item(d, "scale")?,
+        shift: config_item(d, "shift")?,
+        gamma: config_item(d, "gamma")?,
+        noise: config_item(d, "noise")?,
+        norm,
+        seed: config_item(d, "seed")?,
+        shard: config_item(d, "shard")?,
+        shards: config_item(d, "shards")?,
+        threads: config_item(d, "threads")?,
+        prefetch: config_item(d, "prefetch")?,
+        skip_errors: config_item(d, "skip_errors")?,
+        max_bytes: config_item(d, "max_bytes")?,
+    })
+}
+
+/// The Rust half of `qgfast.data.VolumeStream`: cases, config and the decoded-volume cache
+/// (which outlives epochs). `start(epoch)` runs one epoch on worker threads.
+#[pyclass(module = "qgfast._native", frozen)]
+struct VolumeStreamCore {
+    cfg: stream::Config,
+    cases: std::sync::Arc<Vec<stream::Case>>,
+    cache: std::sync::Arc<stream::Cache>,
+    labeled: Vec<usize>,
+    unlabeled: Vec<usize>,
+}
+
+#[pymethods]
+impl VolumeStreamCore {
+    #[new]
+    fn new(
+        images: Vec<Vec<std::path::PathBuf>>,
+        labels: Vec<Option<std::path::PathBuf>>,
+        labeled: Vec<usize>,
+        unlabeled: Vec<usize>,
+        config: &Bound<'_, PyDict>,
+    ) -> PyResult<Self> {
+        if images.len() != labels.len() {
+            return Err(Error::InvalidArgument("images and labels differ in length".into()).into());
+        }
+        if let Some(&bad) = labeled
+            .iter()
+            .chain(&unlabeled)
+            .find(|&&i| i >= images.len())
+        {
+            return Err(Error::InvalidArgument(format!("case index {bad} out of range")).into());
+        }
+        let cases = images
+            .into_iter()
+            .zip(labels)
+            .map(|(images, label)| stream::Case { images, label })
+            .collect();
+        Ok(VolumeStreamCore {
+            cfg: stream_config(config)?,
+            cases: std::sync::Arc::new(cases),
+            cache: std::sync::Arc::new(stream::Cache::default()),
+            labeled,
+            unlabeled,
+        })
+    }
+
+    fn start(&self, epoch: u64) -> PyResult<EpochIterator> {
+        let running = stream::Running::start(
+            self.cfg.clone(),
+            self.cases.clone(),
+            self.cache.clone(),
+            &self.labeled,
+            &self.unlabeled,
+            epoch,
+        )?;
+        Ok(EpochIterator {
+            running: std::sync::Mutex::new(Some(running)),
+        })
+    }
+
+    /// {"cache_hits", "cache_misses", "cache_bytes", "skipped": [(case, reason), ...]}
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = PyDict::new(py);
+        d.set_item("cache_hits", self.cache.hits.load(Relaxed))?;
+        d.set_item("cache_misses", self.cache.misses.load(Relaxed))?;
+        d.set_item("cache_bytes", self.cache.bytes())?;
+        let bad = self.cache.bad.lock().map(|b| b.clone()).unwrap_or_default();
+        d.set_item("skipped", bad)?;
+        Ok(d)
+    }
+}
+
+#[pyclass(module = "qgfast._native")]
+struct EpochIterator {
+    running: std::sync::Mutex<Option<stream::Running>>,
+}
+
+fn part_dict<'py>(
+    py: Python<'py>,
+    part: stream::Part,
+    patch: [usize; 3],
+) -> PyResult<Bound<'py, PyDict>> {
+    let b = part.specs.len();
+    let d = PyDict::new(py);
+    let shape = [b, part.channels, patch[0], patch[1], patch[2]];
+    d.set_item("image", to_array(py, &shape, part.image)?)?;
+    if let Some(label) = part.label {
+        d.set_item(
+            "label",
+            to_array(py, &[b, 1, patch[0], patch[1], patch[2]], label)?,
+        )?;
+    }
+    let specs = &part.specs;
+    let col = |f: &dyn Fn(&stream::SampleSpec) -> f32| specs.iter().map(f).collect::<Vec<f32>>();
+    d.set_item(
+        "case",
+        to_array(py, &[b], specs.iter().map(|s| s.case as i64).collect())?,
+    )?;
+    d.set_item(
+        "origin",
+        to_array(py, &[b, 3], specs.iter().flat_map(|s| s.origin).collect())?,
+    )?;
+    d.set_item(
+        "flip",
+        to_array(py, &[b, 3], specs.iter().flat_map(|s| s.flip).collect())?,
+    )?;
+    d.set_item(
+        "rot90",
+        to_array(py, &[b], specs.iter().map(|s| s.rot90).collect())?,
+    )?;
+    d.set_item("scale", to_array(py, &[b], col(&|s| s.scale))?)?;
+    d.set_item("shift", to_array(py, &[b], col(&|s| s.shift))?)?;
+    d.set_item("gamma", to_array(py, &[b], col(&|s| s.gamma))?)?;
+    d.set_item("noise", to_array(py, &[b], col(&|s| s.noise))?)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl EpochIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next batch as {"labeled": {...}, "unlabeled": {...}} (present parts only).
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let epoch = match self.running.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(r) => r.epoch.clone(),
+                None => return Ok(None),
+            },
+            Err(_) => return Err(Error::Panic("stream iterator poisoned".into()).into()),
+        };
+        let patch = epoch.cfg.patch;
+        let batch = detached(py, move || epoch.next_batch())?;
+        let Some(batch) = batch else {
+            self.close();
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        if let Some(part) = batch.labeled {
+            d.set_item("labeled", part_dict(py, part, patch)?)?;
+        }
+        if let Some(part) = batch.unlabeled {
+            d.set_item("unlabeled", part_dict(py, part, patch)?)?;
+        }
+        Ok(Some(d))
+    }
+
+    #[getter]
+    fn n_batches(&self) -> usize {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|r| r.epoch.plan.n_batches))
+            .unwrap_or(0)
+    }
+
+    /// Stop the worker threads now (also done when the iterator is dropped).
+    fn close(&self) {
+        let running = self.running.lock().ok().and_then(|mut g| g.take());
+        drop(running);
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -225,6 +435,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NativeDataError", m.py().get_type::<NativeDataError>())?;
     m.add_function(wrap_pyfunction!(nifti_header, m)?)?;
     m.add_function(wrap_pyfunction!(read_nifti, m)?)?;
+    m.add_class::<VolumeStreamCore>()?;
+    m.add_class::<EpochIterator>()?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(_selftest_fail, m)?)?;
     m.add_function(wrap_pyfunction!(label_components, m)?)?;

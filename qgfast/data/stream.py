@@ -1,0 +1,245 @@
+"""``VolumeStream``: SSL batches of 3D patches from NIfTI cases, built in Rust threads.
+
+Each epoch: the labelled (and unlabelled) cases are permuted from (seed, epoch), sharded by
+``(rank, world_size)`` × DataLoader worker, each case repeated ``samples_per_volume`` times
+in a row (one decode serves several crops: decoded, normalised volumes stay in a byte-budget
+cache across epochs), and every batch slot draws its crop (foreground-oversampled with
+``foreground_prob``, zero-padded where the volume is smaller than the patch) and its
+augmentation (flips, rot90 in a square plane, intensity scale/shift, nnU-Net gamma,
+Gaussian noise) from a counter-based RNG keyed by (seed, epoch, slot). Threads release the
+GIL; prefetch is bounded; batches arrive in a fixed order whatever the thread count.
+
+Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "case",
+"origin", ...}`` for a labelled-only stream; with ``unlabeled_batch_size`` > 0,
+``{"labeled": {...}, "unlabeled": {...}}`` (the unlabelled part has no "label"). Tensors are
+``torch.from_numpy`` views of the Rust buffers (no copy); ``pin_memory=True`` pins them.
+Every batch also carries what was drawn for each sample — "case", "origin" [B, 3], "flip"
+[B, 3], "rot90", "scale", "shift", "gamma", "noise" — so any sample can be reproduced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from qgfast.data.errors import DataError
+from qgfast.data.folders import Case
+
+log = logging.getLogger(__name__)
+NORMS = ("zscore", "zscore-nonzero", "percentile", "window", "none")
+
+
+def _range(value, name: str, prob: float) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    lo, hi = (float(v) for v in value)
+    if lo > hi:
+        raise ValueError(f"{name} range must be (low, high), got {value}")
+    return lo, hi, prob
+
+
+class VolumeStream(IterableDataset):
+    """Iterable of patch batches; see the module docstring.
+
+    cases: ``Case`` objects (``find_cases``) or dicts {"images": [paths], "label": path|None}.
+    labeled / unlabeled: which cases feed each stream (default: cases with a label are
+        labelled, the rest unlabelled).
+    normalisation: "zscore", "zscore-nonzero" (MR), "percentile" (clip to ``clip``
+        percentiles, then z-score), "window" (clip to ``window``, map to [0, 1]), "none".
+    on_error: "raise" (a bad case raises ``DataError``) or "skip" (the case is logged once,
+        counted in ``stats()["skipped"]`` and its slots move to the next case).
+    epoch: the next epoch to run; advanced by every full pass (``set_epoch`` overrides).
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Case | dict[str, Any]],
+        patch_size: Sequence[int],
+        *,
+        labeled_batch_size: int = 2,
+        unlabeled_batch_size: int = 0,
+        labeled: Sequence[int] | None = None,
+        unlabeled: Sequence[int] | None = None,
+        samples_per_volume: int = 4,
+        foreground_prob: float = 0.33,
+        cache_bytes: int = 2 << 30,
+        flip_axes: Sequence[int] = (0, 1, 2),
+        rot90_plane: tuple[int, int] | None = (0, 1),
+        scale: tuple[float, float] | None = (0.9, 1.1),
+        shift: tuple[float, float] | None = (-0.1, 0.1),
+        gamma: tuple[float, float] | None = (0.7, 1.5),
+        noise_std: float = 0.1,
+        intensity_prob: float = 0.15,
+        normalisation: str = "zscore",
+        clip: tuple[float, float] = (0.5, 99.5),
+        window: tuple[float, float] = (-1000.0, 1000.0),
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        threads: int = 2,
+        prefetch: int = 4,
+        pin_memory: bool = False,
+        on_error: str = "raise",
+        max_bytes: int = 16 << 30,
+    ) -> None:
+        super().__init__()
+        self._images, self._labels = [], []
+        for case in cases:
+            images = case.images if isinstance(case, Case) else case["images"]
+            label = case.label if isinstance(case, Case) else case.get("label")
+            if isinstance(images, (str, Path)):
+                images = [images]
+            self._images.append([str(p) for p in images])
+            self._labels.append(None if label is None else str(label))
+        if not self._images:
+            raise ValueError("VolumeStream needs at least one case")
+        if len(patch_size) != 3 or min(patch_size) < 1:
+            raise ValueError(f"patch_size must be 3 positive ints, got {patch_size}")
+        if labeled_batch_size < 0 or unlabeled_batch_size < 0:
+            raise ValueError("batch sizes must be >= 0")
+        if labeled_batch_size + unlabeled_batch_size == 0:
+            raise ValueError("labeled_batch_size + unlabeled_batch_size must be > 0")
+        if normalisation not in NORMS:
+            raise ValueError(f"normalisation must be one of {NORMS}, got {normalisation!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
+        if rot90_plane is not None and (
+            len(set(rot90_plane)) != 2 or not set(rot90_plane) <= {0, 1, 2}
+        ):
+            raise ValueError(f"rot90_plane must be two distinct axes of 0..2, got {rot90_plane}")
+        with_label = [i for i, lab in enumerate(self._labels) if lab is not None]
+        self.labeled = list(with_label if labeled is None else labeled)
+        self.unlabeled = list(
+            [i for i, lab in enumerate(self._labels) if lab is None]
+            if unlabeled is None
+            else unlabeled
+        )
+        missing = [i for i in self.labeled if self._labels[i] is None]
+        if missing:
+            raise DataError(self._images[missing[0]][0], "labelled case without a label file")
+        if labeled_batch_size and not self.labeled:
+            raise ValueError("labeled_batch_size > 0 but no labelled case")
+        if unlabeled_batch_size and not self.unlabeled:
+            raise ValueError("unlabeled_batch_size > 0 but no unlabelled case")
+        self.two_stream = labeled_batch_size > 0 and unlabeled_batch_size > 0
+        self.labeled_batch_size = labeled_batch_size
+        self.unlabeled_batch_size = unlabeled_batch_size
+        norm = {
+            "percentile": ("percentile", *map(float, clip)),
+            "window": ("window", *map(float, window)),
+        }.get(normalisation, (normalisation, 0.0, 0.0))
+        self.config = {
+            "patch": [int(p) for p in patch_size],
+            "labeled_batch": labeled_batch_size,
+            "unlabeled_batch": unlabeled_batch_size,
+            "samples_per_volume": int(samples_per_volume),
+            "foreground_prob": float(foreground_prob),
+            "cache_bytes": int(cache_bytes),
+            "flip": [d in flip_axes for d in range(3)],
+            "rot90": None if rot90_plane is None else tuple(rot90_plane),
+            "scale": _range(scale, "scale", intensity_prob),
+            "shift": _range(shift, "shift", intensity_prob),
+            "gamma": _range(gamma, "gamma", intensity_prob),
+            "noise": (float(noise_std), intensity_prob) if noise_std > 0 else None,
+            "norm": norm,
+            "seed": int(seed),
+            "shard": rank,
+            "shards": world_size,
+            "threads": int(threads),
+            "prefetch": int(prefetch),
+            "skip_errors": on_error == "skip",
+            "max_bytes": int(max_bytes),
+        }
+        if samples_per_volume < 1:
+            raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}")
+        self.pin_memory = pin_memory
+        self.epoch = 0
+        self._core = None
+        self._core_key = None
+        self._logged: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _native_core(self):
+        """One core per process and shard (created lazily: after a DataLoader fork, so no
+        thread crosses a fork)."""
+        from qgfast import _native
+
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        key = (workers, worker)
+        if self._core is None or self._core_key != key:
+            config = dict(self.config)
+            config["shards"] = self.config["shards"] * workers
+            config["shard"] = self.config["shard"] * workers + worker
+            try:
+                self._core = _native.VolumeStreamCore(
+                    self._images, self._labels, self.labeled, self.unlabeled, config
+                )
+            except _native.NativeDataError as err:
+                raise DataError(*err.args) from None
+            self._core_key = key
+        return self._core
+
+    def stats(self) -> dict[str, Any]:
+        """Cache hits/misses/bytes and the skipped cases (this process's shard)."""
+        return {} if self._core is None else self._core.stats()
+
+    def _tensors(self, part: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = {k: torch.from_numpy(v) for k, v in part.items()}
+        if self.pin_memory and torch.cuda.is_available():
+            out["image"] = out["image"].pin_memory()
+            if "label" in out:
+                out["label"] = out["label"].pin_memory()
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from qgfast import _native
+
+        core = self._native_core()
+        try:
+            epoch = core.start(self.epoch)
+        except _native.NativeDataError as err:
+            raise DataError(*err.args) from None
+        except ValueError as err:
+            raise ValueError(f"VolumeStream: {err}") from None
+        self.epoch += 1
+        try:
+            while True:
+                try:
+                    batch = next(epoch)
+                except StopIteration:
+                    return
+                except _native.NativeDataError as err:
+                    raise DataError(*err.args) from None
+                self._log_skips(core)
+                parts = {k: self._tensors(v) for k, v in batch.items()}
+                yield parts if self.two_stream else next(iter(parts.values()))
+        finally:
+            epoch.close()
+
+    def _log_skips(self, core) -> None:
+        for case, reason in core.stats()["skipped"]:
+            if case not in self._logged:
+                self._logged.add(case)
+                log.warning("VolumeStream skipped case %d: %s", case, reason)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this shard (labelled stream, or unlabelled when alone)."""
+        info = get_worker_info()
+        shards = self.config["shards"] * (1 if info is None else info.num_workers)
+        shard = self.config["shard"] * (1 if info is None else info.num_workers) + (
+            0 if info is None else info.id
+        )
+        cases = self.labeled if self.labeled_batch_size else self.unlabeled
+        size = self.labeled_batch_size or self.unlabeled_batch_size
+        mine = len(range(shard, len(cases), shards))
+        return mine * self.config["samples_per_volume"] // size

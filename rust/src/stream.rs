@@ -1,0 +1,605 @@
+//! The volume stream: an epoch of SSL batches built by worker threads.
+//!
+//! Determinism: which case and which random draws a batch slot gets depend only on
+//! (seed, epoch, stream, slot index) — a counter-based RNG, never on thread timing — and
+//! batches are handed out in index order, so a seed reproduces an epoch exactly whatever
+//! the thread count. Sharding: the epoch's case permutation is shared by every shard and
+//! shard k keeps positions k, k + n, ...; no case appears on two shards in an epoch.
+//! Prefetch is bounded: a worker waits while `prefetch` batches are ready and unconsumed.
+//! Dropping the epoch stops and joins its threads.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::errors::{catch_panic, Error};
+use crate::volume::{decode, Decoded, Norm};
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub images: Vec<PathBuf>,
+    pub label: Option<PathBuf>,
+}
+
+/// (low, high, probability) of one intensity augmentation.
+pub type Range = (f32, f32, f32);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub patch: [usize; 3],
+    pub labeled_batch: usize,
+    pub unlabeled_batch: usize,
+    pub samples_per_volume: usize,
+    pub foreground_prob: f64,
+    pub cache_bytes: usize,
+    pub flip: [bool; 3],
+    pub rot90: Option<(usize, usize)>,
+    pub scale: Option<Range>,
+    pub shift: Option<Range>,
+    pub gamma: Option<Range>,
+    pub noise: Option<(f32, f32)>,
+    pub norm: Norm,
+    pub seed: u64,
+    pub shard: usize,
+    pub shards: usize,
+    pub threads: usize,
+    pub prefetch: usize,
+    pub skip_errors: bool,
+    pub max_bytes: usize,
+}
+
+/// SplitMix64: tiny, fast, and good enough for crops and augmentation draws.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn keyed(parts: &[u64]) -> Rng {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for &p in parts {
+            state = Rng(state ^ p.wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64();
+        }
+        Rng(state)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// uniform in [0, 1)
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.uniform() * n as f64) as usize % n.max(1)
+    }
+    /// standard normal (Box–Muller)
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+/// A permutation of 0..n from a keyed RNG (Fisher–Yates).
+fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        p.swap(i, rng.below(i + 1));
+    }
+    p
+}
+
+/// What one batch slot does, drawn before any voxel is touched (and returned to Python).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SampleSpec {
+    pub case: usize,
+    pub origin: [i64; 3],
+    pub flip: [bool; 3],
+    pub rot90: u8,
+    pub scale: f32,
+    pub shift: f32,
+    pub gamma: f32,
+    pub noise: f32,
+    pub noise_seed: u64,
+}
+
+/// Decoded volumes under a byte budget, least recently used evicted first.
+#[derive(Default)]
+pub struct Cache {
+    inner: Mutex<CacheInner>,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub bad: Mutex<Vec<(usize, String)>>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: HashMap<usize, Arc<Decoded>>,
+    order: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl Cache {
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map(|c| c.bytes).unwrap_or(0)
+    }
+
+    fn get(&self, case: usize) -> Option<Arc<Decoded>> {
+        let mut c = self.inner.lock().ok()?;
+        let hit = c.map.get(&case).cloned()?;
+        c.order.retain(|&k| k != case);
+        c.order.push_back(case);
+        Some(hit)
+    }
+
+    fn put(&self, case: usize, vol: Arc<Decoded>, budget: usize) {
+        let size = vol.bytes();
+        if size > budget {
+            return; // larger than the whole budget: used once, never cached
+        }
+        let Ok(mut c) = self.inner.lock() else { return };
+        if c.map.contains_key(&case) {
+            return;
+        }
+        while c.bytes + size > budget {
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = c.map.remove(&old) {
+                c.bytes -= v.bytes();
+            }
+        }
+        c.bytes += size;
+        c.map.insert(case, vol);
+        c.order.push_back(case);
+    }
+}
+
+pub struct Batch {
+    pub labeled: Option<Part>,
+    pub unlabeled: Option<Part>,
+}
+
+pub struct Part {
+    pub image: Vec<f32>,
+    pub label: Option<Vec<u8>>,
+    pub channels: usize,
+    pub specs: Vec<SampleSpec>,
+}
+
+/// The plan of one epoch on one shard: the case of every slot of every batch.
+pub struct Plan {
+    pub labeled: Vec<usize>,
+    pub unlabeled: Vec<usize>,
+    pub n_batches: usize,
+}
+
+pub fn plan(
+    cfg: &Config,
+    labeled: &[usize],
+    unlabeled: &[usize],
+    epoch: u64,
+) -> Result<Plan, Error> {
+    let items = |cases: &[usize], stream: u64| -> Vec<usize> {
+        let perm = permutation(cases.len(), &mut Rng::keyed(&[cfg.seed, epoch, stream, 0]));
+        perm.iter()
+            .enumerate()
+            .filter(|(pos, _)| pos % cfg.shards == cfg.shard)
+            .flat_map(|(_, &i)| std::iter::repeat_n(cases[i], cfg.samples_per_volume))
+            .collect()
+    };
+    let l = items(labeled, 1);
+    let u = items(unlabeled, 2);
+    let (primary, size, what) = if cfg.labeled_batch > 0 {
+        (&l, cfg.labeled_batch, "labelled")
+    } else {
+        (&u, cfg.unlabeled_batch, "unlabelled")
+    };
+    let n_batches = primary.len() / size.max(1);
+    if n_batches == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "shard {} of {} has {} {what} samples this epoch, fewer than one batch of {size}",
+            cfg.shard,
+            cfg.shards,
+            primary.len()
+        )));
+    }
+    if cfg.unlabeled_batch > 0 && u.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "shard {} of {} has no unlabelled case",
+            cfg.shard, cfg.shards
+        )));
+    }
+    Ok(Plan {
+        labeled: l,
+        unlabeled: u,
+        n_batches,
+    })
+}
+
+fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
+    let p = cfg.patch;
+    let s = vol.shape;
+    let use_fg = !vol.foreground.is_empty() && rng.uniform() < cfg.foreground_prob;
+    let centre = if use_fg {
+        let at = vol.foreground[rng.below(vol.foreground.len())] as usize;
+        Some([at / (s[1] * s[2]), (at / s[2]) % s[1], at % s[2]])
+    } else {
+        None
+    };
+    let mut origin = [0i64; 3];
+    for d in 0..3 {
+        let lo = (s[d] as i64 - p[d] as i64).min(0);
+        let hi = (s[d] as i64 - p[d] as i64).max(0);
+        origin[d] = match centre {
+            Some(c) => (c[d] as i64 - p[d] as i64 / 2).clamp(lo, hi),
+            None => lo + rng.below((hi - lo + 1) as usize) as i64,
+        };
+    }
+    let mut flip = [false; 3];
+    for (f, &allowed) in flip.iter_mut().zip(&cfg.flip) {
+        *f = allowed && rng.uniform() < 0.5;
+    }
+    let rot90 = match cfg.rot90 {
+        Some((a, b)) if p[a] == p[b] => rng.below(4) as u8,
+        _ => 0,
+    };
+    let mut pick = |r: Option<Range>, identity: f32| match r {
+        Some((lo, hi, prob)) if rng.uniform() < prob as f64 => {
+            lo + (hi - lo) * rng.uniform() as f32
+        }
+        _ => identity,
+    };
+    let scale = pick(cfg.scale, 1.0);
+    let shift = pick(cfg.shift, 0.0);
+    let gamma = pick(cfg.gamma, 1.0);
+    let noise = match cfg.noise {
+        Some((std, prob)) if rng.uniform() < prob as f64 => std,
+        _ => 0.0,
+    };
+    SampleSpec {
+        case,
+        origin,
+        flip,
+        rot90,
+        scale,
+        shift,
+        gamma,
+        noise,
+        noise_seed: rng.next_u64(),
+    }
+}
+
+/// Source coordinate (in the un-augmented crop) of output voxel `o`: out = rot90(flip(crop)).
+fn source(o: [usize; 3], p: [usize; 3], spec: &SampleSpec, plane: (usize, usize)) -> [usize; 3] {
+    let (a, b) = plane;
+    let mut q = o;
+    let n = p[a]; // rot90 only when the plane is square
+    match spec.rot90 {
+        1 => (q[a], q[b]) = (o[b], n - 1 - o[a]),
+        2 => (q[a], q[b]) = (n - 1 - o[a], n - 1 - o[b]),
+        3 => (q[a], q[b]) = (n - 1 - o[b], o[a]),
+        _ => {}
+    }
+    for d in 0..3 {
+        if spec.flip[d] {
+            q[d] = p[d] - 1 - q[d];
+        }
+    }
+    q
+}
+
+/// Crop (zero outside the volume), flip/rotate, then intensity-augment one sample.
+fn render(
+    cfg: &Config,
+    vol: &Decoded,
+    spec: &SampleSpec,
+    image: &mut [f32],
+    label: Option<&mut [u8]>,
+) {
+    let p = cfg.patch;
+    let s = vol.shape;
+    let n = p[0] * p[1] * p[2];
+    let plane = cfg.rot90.unwrap_or((0, 1));
+    let plain = spec.rot90 == 0 && spec.flip == [false; 3];
+    let mut label = label;
+    let mut idx = 0;
+    for x in 0..p[0] {
+        for y in 0..p[1] {
+            for z in 0..p[2] {
+                let q = if plain {
+                    [x, y, z]
+                } else {
+                    source([x, y, z], p, spec, plane)
+                };
+                let sx = spec.origin[0] + q[0] as i64;
+                let sy = spec.origin[1] + q[1] as i64;
+                let sz = spec.origin[2] + q[2] as i64;
+                let inside = sx >= 0
+                    && sy >= 0
+                    && sz >= 0
+                    && (sx as usize) < s[0]
+                    && (sy as usize) < s[1]
+                    && (sz as usize) < s[2];
+                let at = if inside {
+                    Some(((sx as usize) * s[1] + sy as usize) * s[2] + sz as usize)
+                } else {
+                    None
+                };
+                for c in 0..vol.channels {
+                    image[c * n + idx] = at.map_or(0.0, |i| vol.image[c * s[0] * s[1] * s[2] + i]);
+                }
+                if let (Some(out), Some(src)) = (label.as_deref_mut(), vol.label.as_ref()) {
+                    out[idx] = at.map_or(0, |i| src[i]);
+                }
+                idx += 1;
+            }
+        }
+    }
+    for c in 0..vol.channels {
+        let ch = &mut image[c * n..(c + 1) * n];
+        if spec.scale != 1.0 || spec.shift != 0.0 {
+            for v in ch.iter_mut() {
+                *v = *v * spec.scale + spec.shift;
+            }
+        }
+        if spec.gamma != 1.0 {
+            // nnU-Net's gamma: on the patch's own [min, max] range, which it keeps
+            let (mn, mx) = ch
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let span = mx - mn + 1e-7;
+            for v in ch.iter_mut() {
+                *v = ((*v - mn) / span).powf(spec.gamma) * span + mn;
+            }
+        }
+        if spec.noise > 0.0 {
+            let mut rng = Rng::keyed(&[spec.noise_seed, c as u64]);
+            for v in ch.iter_mut() {
+                *v += spec.noise * rng.normal();
+            }
+        }
+    }
+}
+
+/// Shared state of one epoch.
+pub struct Epoch {
+    pub cfg: Config,
+    pub cases: Arc<Vec<Case>>,
+    pub cache: Arc<Cache>,
+    pub plan: Plan,
+    pub epoch: u64,
+    next: AtomicUsize,
+    stop: AtomicBool,
+    ready: Mutex<Ready>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Ready {
+    batches: BTreeMap<usize, Result<Batch, Error>>,
+    consumed: usize,
+}
+
+impl Epoch {
+    fn volume(&self, case: usize) -> Result<Arc<Decoded>, Error> {
+        if let Some(v) = self.cache.get(case) {
+            self.cache.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        self.cache.misses.fetch_add(1, Ordering::Relaxed);
+        let c = &self.cases[case];
+        let vol = Arc::new(decode(
+            &c.images,
+            c.label.as_ref(),
+            self.cfg.norm,
+            self.cfg.max_bytes,
+        )?);
+        self.cache.put(case, vol.clone(), self.cfg.cache_bytes);
+        Ok(vol)
+    }
+
+    /// The volume for a slot; with skip_errors, a failing case is recorded once and the
+    /// slot moves on deterministically to the next case of its stream's list.
+    fn volume_for(&self, items: &[usize], slot: usize) -> Result<(usize, Arc<Decoded>), Error> {
+        let mut tries = 0;
+        loop {
+            let case = items[(slot + tries * self.cfg.samples_per_volume) % items.len()];
+            match self.volume(case) {
+                Ok(v) => return Ok((case, v)),
+                Err(e) if self.cfg.skip_errors && tries < items.len() => {
+                    if let Ok(mut bad) = self.cache.bad.lock() {
+                        if !bad.iter().any(|(c, _)| *c == case) {
+                            bad.push((case, e.to_string()));
+                        }
+                    }
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn part(
+        &self,
+        items: &[usize],
+        size: usize,
+        batch: usize,
+        stream: u64,
+        labels: bool,
+    ) -> Result<Part, Error> {
+        let n = self.cfg.patch.iter().product::<usize>();
+        let mut specs = Vec::with_capacity(size);
+        let mut vols = Vec::with_capacity(size);
+        for j in 0..size {
+            let slot = batch * size + j;
+            let (case, vol) = self.volume_for(items, slot)?;
+            let mut rng = Rng::keyed(&[self.cfg.seed, self.epoch, stream, 1 + slot as u64]);
+            specs.push(draw(&self.cfg, &vol, case, &mut rng));
+            vols.push(vol);
+        }
+        let channels = vols[0].channels;
+        if let Some(v) = vols.iter().find(|v| v.channels != channels) {
+            return Err(Error::InvalidArgument(format!(
+                "cases in one batch have {channels} and {} image channels",
+                v.channels
+            )));
+        }
+        let mut image = vec![0f32; size * channels * n];
+        let mut label = labels.then(|| vec![0u8; size * n]);
+        for (j, (vol, spec)) in vols.iter().zip(&specs).enumerate() {
+            let lab = label.as_mut().map(|l| &mut l[j * n..(j + 1) * n]);
+            if labels && vol.label.is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "case {} has no label",
+                    spec.case
+                )));
+            }
+            render(
+                &self.cfg,
+                vol,
+                spec,
+                &mut image[j * channels * n..(j + 1) * channels * n],
+                lab,
+            );
+        }
+        Ok(Part {
+            image,
+            label,
+            channels,
+            specs,
+        })
+    }
+
+    fn build(&self, b: usize) -> Result<Batch, Error> {
+        let cfg = &self.cfg;
+        let labeled = (cfg.labeled_batch > 0)
+            .then(|| self.part(&self.plan.labeled, cfg.labeled_batch, b, 1, true))
+            .transpose()?;
+        let unlabeled = (cfg.unlabeled_batch > 0)
+            .then(|| self.part(&self.plan.unlabeled, cfg.unlabeled_batch, b, 2, false))
+            .transpose()?;
+        Ok(Batch { labeled, unlabeled })
+    }
+
+    fn work(&self) {
+        loop {
+            let b = self.next.fetch_add(1, Ordering::SeqCst);
+            if b >= self.plan.n_batches {
+                return;
+            }
+            {
+                let Ok(mut ready) = self.ready.lock() else {
+                    return;
+                };
+                while b >= ready.consumed + self.cfg.prefetch.max(1)
+                    && !self.stop.load(Ordering::SeqCst)
+                {
+                    ready = match self.changed.wait(ready) {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    };
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let result = catch_panic(|| self.build(b));
+            let failed = result.is_err();
+            if let Ok(mut ready) = self.ready.lock() {
+                ready.batches.insert(b, result);
+            }
+            self.changed.notify_all();
+            if failed {
+                return;
+            }
+        }
+    }
+
+    /// The next batch in order; None at the end of the epoch.
+    pub fn next_batch(&self) -> Result<Option<Batch>, Error> {
+        let mut ready = self
+            .ready
+            .lock()
+            .map_err(|_| Error::Panic("stream state poisoned".into()))?;
+        if ready.consumed >= self.plan.n_batches {
+            return Ok(None);
+        }
+        loop {
+            let want = ready.consumed;
+            if let Some(result) = ready.batches.remove(&want) {
+                ready.consumed += 1;
+                if result.is_err() {
+                    // an error ends the epoch: later batches may never be built
+                    ready.consumed = self.plan.n_batches;
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+                drop(ready);
+                self.changed.notify_all();
+                return result.map(Some);
+            }
+            ready = self
+                .changed
+                .wait(ready)
+                .map_err(|_| Error::Panic("stream state poisoned".into()))?;
+        }
+    }
+}
+
+/// An epoch with its worker threads; dropping it stops and joins them.
+pub struct Running {
+    pub epoch: Arc<Epoch>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn start(
+        cfg: Config,
+        cases: Arc<Vec<Case>>,
+        cache: Arc<Cache>,
+        labeled: &[usize],
+        unlabeled: &[usize],
+        epoch: u64,
+    ) -> Result<Running, Error> {
+        let plan = plan(&cfg, labeled, unlabeled, epoch)?;
+        let threads = cfg.threads.max(1);
+        let state = Arc::new(Epoch {
+            cfg,
+            cases,
+            cache,
+            plan,
+            epoch,
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            ready: Mutex::new(Ready::default()),
+            changed: Condvar::new(),
+        });
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let s = state.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("qgfast-stream-{i}"))
+                .spawn(move || s.work())
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("cannot start a stream thread: {e}"))
+                })?;
+            handles.push(handle);
+        }
+        Ok(Running {
+            epoch: state,
+            threads: handles,
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.epoch.stop.store(true, Ordering::SeqCst);
+        self.epoch.changed.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

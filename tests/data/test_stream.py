@@ -1,0 +1,246 @@
+"""VolumeStream against a NumPy reference of the same draws, plus determinism, sharding,
+two-stream composition, caching, padding, foreground oversampling, errors and shutdown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qgfast.data import DataError, VolumeStream, find_cases, make_synthetic_dataset, read_nifti
+from qgfast.data.nifti import write_nifti
+
+pytest.importorskip("qgfast._native")
+hypothesis = pytest.importorskip("hypothesis")
+st = pytest.importorskip("hypothesis.strategies")
+
+SHAPE = (21, 17, 13)
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    root = make_synthetic_dataset("organ3d", 6, tmp_path_factory.mktemp("organs"), size=SHAPE)
+    return find_cases(root)
+
+
+def _reference_volume(case, norm="zscore"):
+    image = read_nifti(case.images[0]).data.astype(np.float64)
+    values = image[image != 0] if norm == "zscore-nonzero" else image.ravel()
+    image = ((image - values.mean()) / max(values.std(), 1e-6)).astype(np.float32)
+    label = read_nifti(case.label).data.astype(np.uint8)
+    return image[None], label[None]
+
+
+def _reference_sample(image, label, part, j, patch, plane):
+    """Crop (zero outside), flip, rot90, then scale/shift and gamma, as the stream does."""
+    o = part["origin"][j].numpy()
+    out_i = np.zeros((image.shape[0], *patch), np.float32)
+    out_l = np.zeros((1, *patch), np.uint8)
+    src = [slice(max(0, o[d]), min(image.shape[1 + d], o[d] + patch[d])) for d in range(3)]
+    dst = [slice(s.start - o[d], s.stop - o[d]) for d, s in enumerate(src)]
+    out_i[(slice(None), *dst)] = image[(slice(None), *src)]
+    out_l[(slice(None), *dst)] = label[(slice(None), *src)]
+    flips = [1 + d for d in range(3) if part["flip"][j, d]]
+    if flips:
+        out_i, out_l = np.flip(out_i, flips), np.flip(out_l, flips)
+    k = int(part["rot90"][j])
+    out_i = np.rot90(out_i, k, axes=(1 + plane[0], 1 + plane[1]))
+    out_l = np.rot90(out_l, k, axes=(1 + plane[0], 1 + plane[1]))
+    out_i = out_i * part["scale"][j].numpy() + part["shift"][j].numpy()
+    g = float(part["gamma"][j])
+    if g != 1.0:
+        for c in range(out_i.shape[0]):
+            mn, mx = out_i[c].min(), out_i[c].max()
+            span = np.float32(mx - mn + np.float32(1e-7))
+            out_i[c] = ((out_i[c] - mn) / span) ** np.float32(g) * span + mn
+    return out_i, out_l
+
+
+@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.given(
+    patch=st.tuples(st.integers(4, 26), st.integers(4, 20), st.integers(2, 16)),
+    square=st.booleans(),
+    seed=st.integers(0, 1000),
+    plane=st.sampled_from([(0, 1), (0, 2), (1, 2)]),
+    fg=st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_batches_equal_the_numpy_reference(cases, patch, square, seed, plane, fg):
+    if square:  # rot90 needs a square plane
+        patch = list(patch)
+        patch[plane[1]] = patch[plane[0]]
+    stream = VolumeStream(
+        cases,
+        patch,
+        labeled_batch_size=3,
+        samples_per_volume=2,
+        foreground_prob=fg,
+        rot90_plane=plane,
+        noise_std=0.0,
+        intensity_prob=0.7,
+        seed=seed,
+    )
+    refs = {}
+    for batch in stream:
+        for j in range(3):
+            case = int(batch["case"][j])
+            if case not in refs:
+                refs[case] = _reference_volume(cases[case])
+            want_i, want_l = _reference_sample(*refs[case], batch, j, patch, plane)
+            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=1e-5, atol=1e-5)
+
+
+def _collect(stream):
+    return [{k: v.clone() for k, v in b.items()} for b in stream]
+
+
+def test_same_seed_same_epoch_whatever_the_threads(cases):
+    kw = {"labeled_batch_size": 2, "samples_per_volume": 3, "seed": 7}
+    a = _collect(VolumeStream(cases, (8, 8, 8), threads=1, **kw))
+    b = _collect(VolumeStream(cases, (8, 8, 8), threads=4, prefetch=2, **kw))
+    assert len(a) == len(b) == 6 * 3 // 2
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            assert torch.equal(x[key], y[key]), key
+
+
+def test_epochs_differ_and_set_epoch_replays(cases):
+    stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, seed=1)
+    first, second = _collect(stream), _collect(stream)
+    assert not torch.equal(first[0]["image"], second[0]["image"])
+    stream.set_epoch(0)
+    assert torch.equal(_collect(stream)[0]["image"], first[0]["image"])
+
+
+def test_shards_split_each_epoch_without_overlap(cases):
+    seen = []
+    for rank in range(3):
+        stream = VolumeStream(
+            cases,
+            (8, 8, 8),
+            labeled_batch_size=1,
+            samples_per_volume=1,
+            rank=rank,
+            world_size=3,
+            seed=5,
+        )
+        assert len(stream) == 2
+        seen.append({int(c) for b in stream for c in b["case"]})
+    assert set().union(*seen) == set(range(6))
+    assert sum(len(s) for s in seen) == 6
+
+
+def test_two_stream_batches(cases):
+    mixed = [cases[0], cases[1], cases[2]] + [{"images": c.images} for c in cases[3:]]
+    stream = VolumeStream(mixed, (8, 8, 8), labeled_batch_size=2, unlabeled_batch_size=3)
+    batch = next(iter(stream))
+    assert batch["labeled"]["image"].shape == (2, 1, 8, 8, 8)
+    assert batch["labeled"]["label"].shape == (2, 1, 8, 8, 8)
+    assert batch["unlabeled"]["image"].shape == (3, 1, 8, 8, 8)
+    assert "label" not in batch["unlabeled"]
+    assert set(batch["labeled"]["case"].tolist()) <= {0, 1, 2}
+    assert set(batch["unlabeled"]["case"].tolist()) <= {3, 4, 5}
+
+
+def test_cache_budget_is_respected(cases):
+    one = 4 * np.prod(SHAPE) + np.prod(SHAPE)  # float32 image + uint8 label (+ fg list)
+    stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, cache_bytes=int(2.5 * one))
+    for _ in stream:
+        assert stream.stats()["cache_bytes"] <= 2.5 * one
+    none = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, cache_bytes=0)
+    _collect(none)
+    assert none.stats()["cache_hits"] == 0
+    assert none.stats()["cache_bytes"] == 0
+
+
+def test_patch_larger_than_volume_is_zero_padded(cases):
+    patch = (30, 20, 16)
+    stream = VolumeStream(
+        cases,
+        patch,
+        labeled_batch_size=1,
+        flip_axes=(),
+        rot90_plane=None,
+        scale=None,
+        shift=None,
+        gamma=None,
+        noise_std=0,
+        normalisation="none",
+    )
+    batch = next(iter(stream))
+    o = batch["origin"][0]
+    assert all(o[d] <= 0 and o[d] >= SHAPE[d] - patch[d] for d in range(3))
+    raw = read_nifti(cases[int(batch["case"][0])].images[0]).data
+    img = batch["image"][0, 0].numpy()
+    inside = img[-o[0] : -o[0] + SHAPE[0], -o[1] : -o[1] + SHAPE[1], -o[2] : -o[2] + SHAPE[2]]
+    np.testing.assert_array_equal(inside, raw.astype(np.float32))
+    assert img.sum() == inside.sum()  # everything else is zero padding
+
+
+def test_foreground_oversampling(cases):
+    always = VolumeStream(cases, (4, 4, 4), labeled_batch_size=2, foreground_prob=1.0)
+    assert all(bool((b["label"] > 0).flatten(1).any(1).all()) for b in always)
+
+
+def test_dataloader_workers_shard_the_cases(cases):
+    stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=1, samples_per_volume=1)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    seen = [int(b["case"][0]) for b in loader]
+    assert sorted(seen) == list(range(6))
+
+
+def test_bad_cases_raise_or_are_skipped(cases, tmp_path):
+    missing = {"images": [tmp_path / "gone.nii.gz"], "label": cases[0].label}
+    stream = VolumeStream(
+        [missing, *cases[1:]], (8, 8, 8), labeled_batch_size=1, samples_per_volume=1
+    )
+    with pytest.raises(DataError, match=r"gone\.nii\.gz"):
+        _collect(stream)
+    skipping = VolumeStream(
+        [missing, *cases[1:]],
+        (8, 8, 8),
+        labeled_batch_size=1,
+        samples_per_volume=1,
+        on_error="skip",
+    )
+    batches = _collect(skipping)
+    assert len(batches) == 6
+    assert 0 not in {int(b["case"][0]) for b in batches}
+    assert [c for c, _ in skipping.stats()["skipped"]] == [0]
+
+
+def test_label_shape_mismatch_is_a_data_error(cases, tmp_path):
+    bad_label = write_nifti(tmp_path / "l.nii.gz", np.zeros((5, 5, 5), np.uint8))
+    stream = VolumeStream(
+        [{"images": cases[0].images, "label": bad_label}], (4, 4, 4), labeled_batch_size=1
+    )
+    with pytest.raises(DataError, match="does not match"):
+        _collect(stream)
+
+
+def test_breaking_out_stops_the_threads(cases):
+    stream = VolumeStream(
+        cases, (8, 8, 8), labeled_batch_size=1, samples_per_volume=8, threads=3, prefetch=1
+    )
+    for i, _ in enumerate(stream):
+        if i == 1:
+            break  # the generator's finally closes the epoch and joins its threads
+    assert len(_collect(stream)) == 48
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"patch_size": (8, 8)}, "3 positive"),
+        ({"labeled_batch_size": 0}, "must be > 0"),
+        ({"normalisation": "minmax"}, "normalisation"),
+        ({"on_error": "ignore"}, "on_error"),
+        ({"rank": 2, "world_size": 2}, "rank"),
+        ({"rot90_plane": (1, 1)}, "rot90_plane"),
+        ({"unlabeled_batch_size": 2}, "no unlabelled"),
+    ],
+)
+def test_bad_arguments(cases, kwargs, match):
+    args = {"patch_size": (8, 8, 8), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        VolumeStream(cases, **args)
