@@ -22,6 +22,32 @@ def read_nifti(
     """(header fields, voxels in C order of the reversed NIfTI shape): the on-disk type,
     or float64 ``raw * slope + inter`` when the header scales and ``raw`` is False."""
 
+class VolumeStreamCore:
+    """The Rust half of ``qgfast.data.VolumeStream``: cases, config, and the decoded-volume
+    cache that outlives epochs."""
+
+    def __init__(
+        self,
+        images: list[list[str]],
+        labels: list[str | None],
+        labeled: list[int],
+        unlabeled: list[int],
+        config: dict[str, Any],
+    ) -> None: ...
+    def start(self, epoch: int) -> EpochIterator:
+        """Run one epoch on worker threads."""
+    def stats(self) -> dict[str, Any]:
+        """{"cache_hits", "cache_misses", "cache_bytes", "skipped": [(case, reason)]}"""
+
+class EpochIterator:
+    """Batches of one epoch in order: {"labeled": {...}, "unlabeled": {...}}."""
+
+    n_batches: int
+    def __iter__(self) -> EpochIterator: ...
+    def __next__(self) -> dict[str, dict[str, np.ndarray]]: ...
+    def close(self) -> None:
+        """Stop and join the worker threads now."""
+
 def build_info(key: str | None = None) -> dict[str, str] | str:
     """All build facts as a dict, or the one named by ``key`` (ValueError if unknown)."""
 
