@@ -4,13 +4,14 @@ from qgfast.data.dataset import CaseDataset, normalise, resize
 from qgfast.data.errors import DataError
 from qgfast.data.folders import Case, find_cases, read_case, read_image, read_label
 from qgfast.data.nifti import NiftiVolume, nifti_header, read_nifti, write_nifti
-from qgfast.data.stream import VolumeStream
+from qgfast.data.stream import ImageStream, VolumeStream
 from qgfast.data.synthetic import make_synthetic_dataset
 
 __all__ = [
     "Case",
     "CaseDataset",
     "DataError",
+    "ImageStream",
     "NiftiVolume",
     "VolumeStream",
     "find_cases",

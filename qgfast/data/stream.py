@@ -14,7 +14,8 @@ Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "cas
 ``{"labeled": {...}, "unlabeled": {...}}`` (the unlabelled part has no "label"). Tensors are
 ``torch.from_numpy`` views of the Rust buffers (no copy); ``pin_memory=True`` pins them.
 Every batch also carries what was drawn for each sample — "case", "origin" [B, 3], "flip"
-[B, 3], "rot90", "scale", "shift", "gamma", "noise" — so any sample can be reproduced.
+[B, 3], "rot90", "scale", "shift", "gamma", "noise", "brightness", "contrast", "gain"
+[B, 3] — so any sample can be reproduced.
 """
 
 from __future__ import annotations
@@ -148,6 +149,10 @@ class VolumeStream(IterableDataset):
             "shift": _range(shift, "shift", intensity_prob),
             "gamma": _range(gamma, "gamma", intensity_prob),
             "noise": (float(noise_std), intensity_prob) if noise_std > 0 else None,
+            "brightness": None,
+            "contrast": None,
+            "gain": None,
+            "post_norm": ("none", [], []),
             "norm": norm,
             "seed": int(seed),
             "shard": rank,
@@ -221,10 +226,13 @@ class VolumeStream(IterableDataset):
                 except _native.NativeDataError as err:
                     raise DataError(*err.args) from None
                 self._log_skips(core)
-                parts = {k: self._tensors(v) for k, v in batch.items()}
+                parts = {k: self._output(self._tensors(v)) for k, v in batch.items()}
                 yield parts if self.two_stream else next(iter(parts.values()))
         finally:
             epoch.close()
+
+    def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return part
 
     def _log_skips(self, core) -> None:
         for case, reason in core.stats()["skipped"]:
@@ -243,3 +251,79 @@ class VolumeStream(IterableDataset):
         size = self.labeled_batch_size or self.unlabeled_batch_size
         mine = len(range(shard, len(cases), shards))
         return mine * self.config["samples_per_volume"] // size
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class ImageStream(VolumeStream):
+    """The 2D counterpart: folders of PNG/JPEG/BMP/TIFF images with PNG masks.
+
+    Images decode in Rust threads (grey → 1 channel, others → RGB, values in [0, 1]),
+    resize to ``size`` with PIL's anti-aliased bilinear filter (masks: nearest), are cached
+    resized, and per sample get flips, rot90 (square sizes), colour jitter (torchvision
+    order: brightness, contrast, per-channel gain, each clamped to [0, 1]) and then the
+    normalisation: "imagenet" (mean/std per channel), "per-image" (z-score per channel) or
+    "none". Batches: "image" [B, C, H, W] float32, "label" [B, 1, H, W] uint8, plus the
+    draws ("flip" [B, 3]: axis 0 = vertical, 1 = horizontal; "rot90"; "brightness",
+    "contrast", "gain" [B, 3]; "scale"/"shift"/"gamma" stay at identity). Same two-stream batching,
+    seeding, sharding, caching and error handling as ``VolumeStream``.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Case | dict[str, Any]],
+        size: int | Sequence[int] = 224,
+        *,
+        hflip: bool = True,
+        vflip: bool = True,
+        rot90: bool = True,
+        brightness: tuple[float, float] | None = (0.8, 1.2),
+        contrast: tuple[float, float] | None = (0.8, 1.2),
+        gain: tuple[float, float] | None = (0.9, 1.1),
+        jitter_prob: float = 0.8,
+        normalisation: str = "imagenet",
+        cache_bytes: int = 1 << 30,
+        **kwargs: Any,
+    ) -> None:
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        if min(h, w) < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        post = {
+            "imagenet": ("mean-std", list(IMAGENET[0]), list(IMAGENET[1])),
+            "per-image": ("per-image", [], []),
+            "none": ("none", [], []),
+        }
+        if normalisation not in post:
+            raise ValueError(f"normalisation must be one of {tuple(post)}, got {normalisation!r}")
+        for case in cases:
+            images = case.images if isinstance(case, Case) else case["images"]
+            first = images if isinstance(images, (str, Path)) else images[0]
+            if Path(first).suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+                raise ValueError(f"ImageStream reads 2D image files, got {first}")
+        flips = tuple(a for a, on in ((0, vflip), (1, hflip)) if on)
+        super().__init__(
+            cases,
+            (h, w, 1),
+            samples_per_volume=kwargs.pop("samples_per_volume", 1),
+            foreground_prob=0.0,
+            cache_bytes=cache_bytes,
+            flip_axes=flips,
+            rot90_plane=(0, 1) if rot90 and h == w else None,
+            scale=None,
+            shift=None,
+            gamma=None,
+            noise_std=kwargs.pop("noise_std", 0.0),
+            normalisation="none",
+            **kwargs,
+        )
+        self.config["brightness"] = _range(brightness, "brightness", jitter_prob)
+        self.config["contrast"] = _range(contrast, "contrast", jitter_prob)
+        self.config["gain"] = _range(gain, "gain", jitter_prob)
+        self.config["post_norm"] = post[normalisation]
+
+    def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        part["image"] = part["image"][..., 0]  # [B, C, H, W, 1] → [B, C, H, W], a view
+        if "label" in part:
+            part["label"] = part["label"][..., 0]
+        return part

@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 mod build;
 pub mod components;
 pub mod errors;
+pub mod image2d;
 pub mod nifti;
 pub mod stream;
 pub mod volume;
@@ -240,6 +241,15 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         },
         other => return Err(Error::InvalidArgument(format!("unknown norm {other:?}")).into()),
     };
+    let (post, mean, std): (String, Vec<f32>, Vec<f32>) = config_item(d, "post_norm")?;
+    let post_norm = match post.as_str() {
+        "none" => stream::PostNorm::None,
+        "mean-std" if !mean.is_empty() && mean.len() == std.len() => {
+            stream::PostNorm::MeanStd(mean, std)
+        }
+        "per-image" => stream::PostNorm::PerImage,
+        other => return Err(Error::InvalidArgument(format!("bad post_norm {other:?}")).into()),
+    };
     Ok(stream::Config {
         patch: config_item(d, "patch")?,
         labeled_batch: config_item(d, "labeled_batch")?,
@@ -253,7 +263,11 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         shift: config_item(d, "shift")?,
         gamma: config_item(d, "gamma")?,
         noise: config_item(d, "noise")?,
+        brightness: config_item(d, "brightness")?,
+        contrast: config_item(d, "contrast")?,
+        gain: config_item(d, "gain")?,
         norm,
+        post_norm,
         seed: config_item(d, "seed")?,
         shard: config_item(d, "shard")?,
         shards: config_item(d, "shards")?,
@@ -378,6 +392,12 @@ fn part_dict<'py>(
     d.set_item("shift", to_array(py, &[b], col(&|s| s.shift))?)?;
     d.set_item("gamma", to_array(py, &[b], col(&|s| s.gamma))?)?;
     d.set_item("noise", to_array(py, &[b], col(&|s| s.noise))?)?;
+    d.set_item("brightness", to_array(py, &[b], col(&|s| s.brightness))?)?;
+    d.set_item("contrast", to_array(py, &[b], col(&|s| s.contrast))?)?;
+    d.set_item(
+        "gain",
+        to_array(py, &[b, 3], specs.iter().flat_map(|s| s.gain).collect())?,
+    )?;
     Ok(d)
 }
 

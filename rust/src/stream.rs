@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::errors::{catch_panic, Error};
+use crate::image2d;
 use crate::volume::{decode, Decoded, Norm};
 
 #[derive(Debug, Clone)]
@@ -39,7 +40,14 @@ pub struct Config {
     pub shift: Option<Range>,
     pub gamma: Option<Range>,
     pub noise: Option<(f32, f32)>,
+    /// 2D colour jitter in [0, 1] pixel space (torchvision order: brightness, contrast,
+    /// per-channel gain), each clamped to [0, 1]
+    pub brightness: Option<Range>,
+    pub contrast: Option<Range>,
+    pub gain: Option<Range>,
     pub norm: Norm,
+    /// per-sample normalisation after augmentation (2D: ImageNet or per-image)
+    pub post_norm: PostNorm,
     pub seed: u64,
     pub shard: usize,
     pub shards: usize,
@@ -47,6 +55,13 @@ pub struct Config {
     pub prefetch: usize,
     pub skip_errors: bool,
     pub max_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PostNorm {
+    None,
+    MeanStd(Vec<f32>, Vec<f32>),
+    PerImage,
 }
 
 /// SplitMix64: tiny, fast, and good enough for crops and augmentation draws.
@@ -103,6 +118,9 @@ pub struct SampleSpec {
     pub gamma: f32,
     pub noise: f32,
     pub noise_seed: u64,
+    pub brightness: f32,
+    pub contrast: f32,
+    pub gain: [f32; 3],
 }
 
 /// Decoded volumes under a byte budget, least recently used evicted first.
@@ -259,6 +277,20 @@ fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
         Some((std, prob)) if rng.uniform() < prob as f64 => std,
         _ => 0.0,
     };
+    let noise_seed = rng.next_u64();
+    let mut pick = |r: Option<Range>, identity: f32| match r {
+        Some((lo, hi, prob)) if rng.uniform() < prob as f64 => {
+            lo + (hi - lo) * rng.uniform() as f32
+        }
+        _ => identity,
+    };
+    let brightness = pick(cfg.brightness, 1.0);
+    let contrast = pick(cfg.contrast, 1.0);
+    let gain = [
+        pick(cfg.gain, 1.0),
+        pick(cfg.gain, 1.0),
+        pick(cfg.gain, 1.0),
+    ];
     SampleSpec {
         case,
         origin,
@@ -268,7 +300,10 @@ fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
         shift,
         gamma,
         noise,
-        noise_seed: rng.next_u64(),
+        noise_seed,
+        brightness,
+        contrast,
+        gain,
     }
 }
 
@@ -362,6 +397,66 @@ fn render(
             }
         }
     }
+    colour(cfg, spec, &mut image[..vol.channels * n], vol.channels, n);
+}
+
+/// torchvision ColorJitter order: brightness, contrast (blend with the mean grey level),
+/// then per-channel gain, clamping to [0, 1] after each; then the per-sample normalisation.
+fn colour(cfg: &Config, spec: &SampleSpec, image: &mut [f32], c: usize, n: usize) {
+    if spec.brightness != 1.0 {
+        image
+            .iter_mut()
+            .for_each(|v| *v = (*v * spec.brightness).clamp(0.0, 1.0));
+    }
+    if spec.contrast != 1.0 {
+        let grey_mean = if c == 3 {
+            let (r, g, b) = (&image[..n], &image[n..2 * n], &image[2 * n..3 * n]);
+            let sum: f64 = (0..n)
+                .map(|i| (0.299 * r[i] + 0.587 * g[i] + 0.114 * b[i]) as f64)
+                .sum();
+            (sum / n as f64) as f32
+        } else {
+            (image.iter().map(|&v| v as f64).sum::<f64>() / image.len() as f64) as f32
+        };
+        let k = spec.contrast;
+        image
+            .iter_mut()
+            .for_each(|v| *v = (k * *v + (1.0 - k) * grey_mean).clamp(0.0, 1.0));
+    }
+    if spec.gain != [1.0; 3] {
+        for ch in 0..c.min(3) {
+            let g = spec.gain[ch];
+            image[ch * n..(ch + 1) * n]
+                .iter_mut()
+                .for_each(|v| *v = (*v * g).clamp(0.0, 1.0));
+        }
+    }
+    match &cfg.post_norm {
+        PostNorm::None => {}
+        PostNorm::MeanStd(mean, std) => {
+            for ch in 0..c {
+                let (m, s) = (mean[ch % mean.len()], std[ch % std.len()]);
+                image[ch * n..(ch + 1) * n]
+                    .iter_mut()
+                    .for_each(|v| *v = (*v - m) / s);
+            }
+        }
+        PostNorm::PerImage => {
+            for ch in 0..c {
+                let plane = &mut image[ch * n..(ch + 1) * n];
+                let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+                let var = plane
+                    .iter()
+                    .map(|&v| (v as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / n as f64;
+                let std = var.sqrt().max(1e-6);
+                plane
+                    .iter_mut()
+                    .for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
+            }
+        }
+    }
 }
 
 /// Shared state of one epoch.
@@ -391,12 +486,21 @@ impl Epoch {
         }
         self.cache.misses.fetch_add(1, Ordering::Relaxed);
         let c = &self.cases[case];
-        let vol = Arc::new(decode(
-            &c.images,
-            c.label.as_ref(),
-            self.cfg.norm,
-            self.cfg.max_bytes,
-        )?);
+        let first = c
+            .images
+            .first()
+            .ok_or_else(|| Error::InvalidArgument(format!("case {case} has no image")))?;
+        let vol = if image2d::is_2d(first) {
+            let p = self.cfg.patch;
+            Arc::new(image2d::decode(first, c.label.as_ref(), [p[0], p[1]])?)
+        } else {
+            Arc::new(decode(
+                &c.images,
+                c.label.as_ref(),
+                self.cfg.norm,
+                self.cfg.max_bytes,
+            )?)
+        };
         self.cache.put(case, vol.clone(), self.cfg.cache_bytes);
         Ok(vol)
     }

@@ -1,0 +1,270 @@
+//! 2D images for ImageStream: decode (PNG, JPEG, BMP, TIFF), resize to the stream's size
+//! and hand back a [C, H, W, 1] "volume" the patch machinery of `stream` crops whole.
+//!
+//! Images: grey stays one channel, everything else becomes RGB, values in [0, 1], resized
+//! with PIL's anti-aliased bilinear filter (what torch's `interpolate(..., antialias=True)`
+//! computes). Masks: PNG palette indices as stored (not expanded to colours), grey levels,
+//! or grey saved as RGB; a 0/255 mask becomes 0/1; JPEG masks are binarised at 128 (a lossy
+//! format cannot hold labels); resized by nearest neighbour (torch's "nearest-exact").
+use std::io::Cursor;
+use std::path::Path;
+
+use crate::errors::Error;
+use crate::nifti::data;
+use crate::volume::Decoded;
+
+pub const EXTENSIONS: [&str; 6] = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"];
+
+pub fn is_2d(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_lowercase();
+    EXTENSIONS.iter().any(|e| name.ends_with(e))
+}
+
+fn is_jpeg(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_lowercase();
+    name.ends_with(".jpg") || name.ends_with(".jpeg")
+}
+
+/// PIL's separable resampling weights for one axis (bilinear = triangle filter, support
+/// scaled by the reduction factor when shrinking).
+fn weights(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = input as f64 / output as f64;
+    let (support, inv) = if scale >= 1.0 {
+        (scale, 1.0 / scale)
+    } else {
+        (1.0, 1.0)
+    };
+    (0..output)
+        .map(|i| {
+            let centre = scale * (i as f64 + 0.5);
+            let lo = ((centre - support + 0.5) as isize).max(0) as usize;
+            let hi = ((centre + support + 0.5) as usize).min(input);
+            let mut w: Vec<f64> = (lo..hi)
+                .map(|j| {
+                    let x = (j as f64 - centre + 0.5) * inv;
+                    (1.0 - x.abs()).max(0.0)
+                })
+                .collect();
+            let total: f64 = w.iter().sum();
+            if total > 0.0 {
+                w.iter_mut().for_each(|v| *v /= total);
+            }
+            (lo, w.into_iter().map(|v| v as f32).collect())
+        })
+        .collect()
+}
+
+/// [C, H, W] → [C, h, w], anti-aliased bilinear, horizontal pass first (as PIL and torch).
+pub fn resize_linear(
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Vec<f32> {
+    let wx = weights(w, out_w);
+    let wy = weights(h, out_h);
+    let mut tmp = vec![0f32; c * h * out_w];
+    for ch in 0..c {
+        for y in 0..h {
+            let row = &src[(ch * h + y) * w..(ch * h + y + 1) * w];
+            for (x, (lo, ws)) in wx.iter().enumerate() {
+                tmp[(ch * h + y) * out_w + x] =
+                    ws.iter().zip(&row[*lo..]).map(|(a, b)| a * b).sum();
+            }
+        }
+    }
+    let mut out = vec![0f32; c * out_h * out_w];
+    for ch in 0..c {
+        for (y, (lo, ws)) in wy.iter().enumerate() {
+            for x in 0..out_w {
+                out[(ch * out_h + y) * out_w + x] = ws
+                    .iter()
+                    .enumerate()
+                    .map(|(k, a)| a * tmp[(ch * h + lo + k) * out_w + x])
+                    .sum();
+            }
+        }
+    }
+    out
+}
+
+/// torch's "nearest-exact": source index floor((dst + 0.5) · in / out).
+pub fn resize_nearest(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
+    let pick = |i: usize, inp: usize, out: usize| {
+        (((i as f64 + 0.5) * inp as f64 / out as f64) as usize).min(inp - 1)
+    };
+    let mut out = vec![0u8; out_h * out_w];
+    for y in 0..out_h {
+        let sy = pick(y, h, out_h);
+        for x in 0..out_w {
+            out[y * out_w + x] = src[sy * w + pick(x, w, out_w)];
+        }
+    }
+    out
+}
+
+fn decode_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage, Error> {
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| data(path, format!("cannot read image: {e}")))?
+        .decode()
+        .map_err(|e| data(path, format!("cannot decode image: {e}")))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| data(path, format!("cannot open: {e}")))
+}
+
+/// Image as float [C, H, W] in [0, 1] (C = 1 grey, 3 otherwise) and its size.
+pub fn decode_image(path: &Path) -> Result<(Vec<f32>, usize, usize, usize), Error> {
+    let img = decode_any(path, &read(path)?)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16);
+    let (c, hwc): (usize, Vec<u8>) = if grey {
+        (1, img.to_luma8().into_raw())
+    } else {
+        (3, img.to_rgb8().into_raw())
+    };
+    let mut chw = vec![0f32; c * h * w];
+    for (i, px) in hwc.chunks_exact(c).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            chw[ch * h * w + i] = v as f32 / 255.0;
+        }
+    }
+    Ok((chw, c, h, w))
+}
+
+fn unpack(row: &[u8], depth: usize, width: usize) -> Vec<u16> {
+    let per = 8 / depth;
+    let mask = (1u16 << depth) - 1;
+    (0..width)
+        .map(|x| {
+            let byte = row[x / per] as u16;
+            let shift = 8 - depth * (x % per + 1);
+            (byte >> shift) & mask
+        })
+        .collect()
+}
+
+fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize), Error> {
+    use png::{BitDepth, ColorType};
+    let bad = |e: png::DecodingError| data(path, format!("cannot decode PNG: {e}"));
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = decoder.read_info().map_err(bad)?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| data(path, "PNG too large"))?;
+    let mut buf = vec![0u8; size];
+    let info = reader.next_frame(&mut buf).map_err(bad)?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let depth = match info.bit_depth {
+        BitDepth::One => 1,
+        BitDepth::Two => 2,
+        BitDepth::Four => 4,
+        BitDepth::Eight => 8,
+        BitDepth::Sixteen => 16,
+    };
+    let samples = match info.color_type {
+        ColorType::Grayscale | ColorType::Indexed => 1,
+        ColorType::GrayscaleAlpha => 2,
+        ColorType::Rgb => 3,
+        ColorType::Rgba => 4,
+    };
+    let mut out = Vec::with_capacity(w * h);
+    for row in buf.chunks_exact(info.line_size).take(h) {
+        let values: Vec<u16> = match depth {
+            1 | 2 | 4 => unpack(row, depth, w * samples),
+            8 => row[..w * samples].iter().map(|&v| v as u16).collect(),
+            _ => row[..2 * w * samples]
+                .chunks_exact(2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .collect(),
+        };
+        for px in values.chunks_exact(samples) {
+            if samples >= 3 && (px[0] != px[1] || px[0] != px[2]) {
+                return Err(data(
+                    path,
+                    "colour mask: expected grey levels or palette indices",
+                ));
+            }
+            out.push(px[0]);
+        }
+    }
+    Ok((out, h, w))
+}
+
+/// Label map uint8 [H, W] and its size.
+pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize), Error> {
+    let bytes = read(path)?;
+    let (values, h, w) = if bytes.starts_with(b"\x89PNG") {
+        decode_png_mask(path, &bytes)?
+    } else {
+        let img = decode_any(path, &bytes)?;
+        let luma = img.to_luma8();
+        let (w, h) = (luma.width() as usize, luma.height() as usize);
+        let binarise = is_jpeg(path);
+        let vals = luma
+            .into_raw()
+            .into_iter()
+            .map(|v| {
+                if binarise {
+                    u16::from(v >= 128)
+                } else {
+                    v as u16
+                }
+            })
+            .collect();
+        (vals, h, w)
+    };
+    let binary_255 = values.iter().all(|&v| v == 0 || v == 255);
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let v = if binary_255 { v / 255 } else { v };
+        if v > 255 {
+            return Err(data(path, format!("label {v} is over 255")));
+        }
+        out.push(v as u8);
+    }
+    Ok((out, h, w))
+}
+
+/// One 2D case at `size` = (H, W) as a [C, H, W, 1] volume (normalisation happens per
+/// sample, after colour augmentation).
+pub fn decode(
+    image: &Path,
+    label: Option<&std::path::PathBuf>,
+    size: [usize; 2],
+) -> Result<Decoded, Error> {
+    let (pixels, c, h, w) = decode_image(image)?;
+    let resized = resize_linear(&pixels, c, h, w, size[0], size[1]);
+    let (label, foreground) = match label {
+        None => (None, Vec::new()),
+        Some(path) => {
+            let (mask, mh, mw) = decode_mask(path)?;
+            if (mh, mw) != (h, w) {
+                return Err(data(
+                    path,
+                    format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
+                ));
+            }
+            let m = resize_nearest(&mask, h, w, size[0], size[1]);
+            let fg = m
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v != 0)
+                .map(|(i, _)| i as u32)
+                .collect();
+            (Some(m), fg)
+        }
+    };
+    Ok(Decoded {
+        shape: [size[0], size[1], 1],
+        channels: c,
+        image: resized,
+        label,
+        foreground,
+    })
+}

@@ -1,0 +1,156 @@
+"""ImageStream: Rust decode + anti-aliased resize against PIL + torch, augmentations against
+a NumPy reference of the returned draws, mask formats, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qgfast.data import DataError, ImageStream, find_cases, make_synthetic_dataset
+
+Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("qgfast._native")
+
+PLAIN = {"hflip": False, "vflip": False, "rot90": False, "brightness": None, "contrast": None}
+PLAIN |= {"gain": None, "normalisation": "none"}
+
+
+@pytest.fixture(scope="module")
+def lesions(tmp_path_factory):
+    root = make_synthetic_dataset("lesion2d", 6, tmp_path_factory.mktemp("lesions"), size=53)
+    return find_cases(root)
+
+
+def _torch_reference(case, size):
+    rgb = np.asarray(Image.open(case.images[0]).convert("RGB"), np.float32) / 255
+    img = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    img = F.interpolate(img, size, mode="bilinear", antialias=True, align_corners=False)[0]
+    mask = torch.from_numpy(np.asarray(Image.open(case.label)).copy())[None, None].float()
+    mask = F.interpolate(mask, size, mode="nearest-exact")[0].to(torch.uint8)
+    return img.numpy(), mask.numpy()
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 27), (80, 64)], ids=str)
+def test_decode_and_resize_match_pil_and_torch(lesions, size):
+    stream = ImageStream(lesions, size, labeled_batch_size=2, **PLAIN)
+    for batch in stream:
+        for j in range(2):
+            want_i, want_l = _torch_reference(lesions[int(batch["case"][j])], size)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=2e-6)
+            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+
+
+def _reference(image, label, batch, j):
+    flips = [1 + d for d in range(2) if batch["flip"][j, d]]
+    if flips:
+        image, label = np.flip(image, flips), np.flip(label, flips)
+    k = int(batch["rot90"][j])
+    image, label = np.rot90(image, k, axes=(1, 2)), np.rot90(label, k, axes=(1, 2))
+    image = np.clip(image * batch["brightness"][j].numpy(), 0, 1)
+    c = batch["contrast"][j].numpy()
+    if c != 1:
+        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).astype(np.float64).mean()
+        image = np.clip(c * image + (1 - c) * np.float32(grey), 0, 1)
+    image = np.clip(image * batch["gain"][j].numpy()[:, None, None], 0, 1)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    return (image - mean) / std, label
+
+
+def test_augmentations_equal_the_numpy_reference(lesions):
+    stream = ImageStream(lesions, 48, labeled_batch_size=3, jitter_prob=0.9, seed=4)
+    drew_colour = False
+    for batch in stream:
+        for j in range(3):
+            base_i, base_l = _torch_reference(lesions[int(batch["case"][j])], (48, 48))
+            want_i, want_l = _reference(base_i, base_l, batch, j)
+            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=3e-5)
+            drew_colour |= bool(batch["contrast"][j] != 1)
+    assert drew_colour
+
+
+def test_same_seed_same_batches(lesions):
+    a = [b["image"].clone() for b in ImageStream(lesions, 32, labeled_batch_size=2, seed=9)]
+    b = [
+        b["image"].clone()
+        for b in ImageStream(lesions, 32, labeled_batch_size=2, seed=9, threads=3)
+    ]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _write(path, array, **kw):
+    Image.fromarray(array, **kw).save(path)
+    return path
+
+
+def test_mask_formats(tmp_path):
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    labels = np.zeros((10, 12), np.uint8)
+    labels[2:6, 3:9] = 1
+    labels[7:, :4] = 2
+    image = _write(tmp_path / "i.png", rgb)
+    palette = Image.fromarray(labels, mode="P")
+    palette.putpalette([0, 0, 0, 200, 0, 0, 0, 200, 0] + [0] * 759)
+    palette.save(tmp_path / "p.png")
+    binary = _write(tmp_path / "b.png", (labels == 1).astype(np.uint8) * 255)
+    one_bit = Image.fromarray(labels == 1).convert("1")
+    one_bit.save(tmp_path / "one.png")
+    expected = {"p.png": labels, "b.png": labels == 1, "one.png": labels == 1}
+    for name, want in expected.items():
+        stream = ImageStream(
+            [{"images": [image], "label": tmp_path / name}], (10, 12), labeled_batch_size=1, **PLAIN
+        )
+        got = next(iter(stream))["label"][0, 0].numpy()
+        np.testing.assert_array_equal(got, want.astype(np.uint8), err_msg=name)
+    del binary
+
+
+def test_grey_images_have_one_channel(tmp_path):
+    grey = _write(tmp_path / "g.png", np.arange(120, dtype=np.uint8).reshape(10, 12))
+    mask = _write(tmp_path / "m.png", np.zeros((10, 12), np.uint8))
+    stream = ImageStream(
+        [{"images": [grey], "label": mask}], (10, 12), labeled_batch_size=1, **PLAIN
+    )
+    img = next(iter(stream))["image"]
+    assert img.shape == (1, 1, 10, 12)
+    np.testing.assert_allclose(img[0, 0].numpy(), np.arange(120).reshape(10, 12) / 255, atol=1e-6)
+
+
+def test_jpeg_decodes_close_to_pil(tmp_path, lesions):
+    rgb = np.asarray(Image.open(lesions[0].images[0]).convert("RGB"))
+    path = tmp_path / "x.jpg"
+    Image.fromarray(rgb).save(path, quality=90)
+    mask = _write(tmp_path / "m.png", np.zeros(rgb.shape[:2], np.uint8))
+    stream = ImageStream(
+        [{"images": [path], "label": mask}], rgb.shape[:2], labeled_batch_size=1, **PLAIN
+    )
+    ours = next(iter(stream))["image"][0].numpy()
+    pil = np.asarray(Image.open(path).convert("RGB"), np.float32).transpose(2, 0, 1) / 255
+    assert np.abs(ours - pil).max() <= 3 / 255  # IDCT implementations differ by a level or two
+
+
+def test_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    mask = _write(tmp_path / "m.png", np.zeros((4, 4), np.uint8))
+    stream = ImageStream([{"images": [bad], "label": mask}], 8, labeled_batch_size=1)
+    with pytest.raises(DataError, match=r"bad\.jpg"):
+        next(iter(stream))
+    img = _write(tmp_path / "i.png", np.zeros((5, 4, 3), np.uint8))
+    stream = ImageStream([{"images": [img], "label": mask}], 8, labeled_batch_size=1)
+    with pytest.raises(DataError, match="does not match"):
+        next(iter(stream))
+    colour = _write(tmp_path / "c.png", (np.eye(5, 4)[..., None] * [255, 0, 0]).astype(np.uint8))
+    stream = ImageStream([{"images": [img], "label": colour}], 8, labeled_batch_size=1)
+    with pytest.raises(DataError, match="colour mask"):
+        next(iter(stream))
+
+
+def test_non_image_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="2D image files"):
+        ImageStream(
+            [{"images": [tmp_path / "v.nii.gz"]}], 8, unlabeled_batch_size=1, labeled_batch_size=0
+        )
