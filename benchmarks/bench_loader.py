@@ -1,4 +1,13 @@
-"""NIfTI decode: qgfast's Rust reader vs nibabel, one core, uncompressed MB/s.
+"""Loader benchmarks (CPU): NIfTI decode per core, and SSL batches/s at equal cores.
+
+Decode: qgfast's Rust reader vs nibabel, one core, uncompressed MB/s.
+SSL batches: 2 labelled + 2 unlabelled 112×112×80 patches per batch (z-score, crop, flips,
+intensity, noise) from LA-like .nii.gz volumes, by qgfast's VolumeStream (2 threads; cache
+off = one decode per sample, cache on = 4 samples per decoded volume) and by a nibabel +
+NumPy loop, a torch DataLoader with 2 workers, MONAI (Dataset and CacheDataset, 2
+workers) and a TorchIO Queue (2 workers, 4 samples per volume); each provider runs in its
+own process (``benchmarks/loader_providers.py``) so its peak RSS is its own (workers:
+the largest worker's peak × 2, an upper bound).
 
 Data: MR-like phantoms from ``qgfast.data.synthetic.organ_case`` (organs, bias field,
 Rician noise: compresses like real MR), written with gzip levels 1 and 6 and uncompressed:
@@ -15,7 +24,10 @@ A CPU benchmark: on a CUDA machine it records nothing unless ``--force``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import Recorder
+from benchmarks.harness import QUANTILES, Recorder, Timing
+from benchmarks.loader_providers import PROVIDERS
 from qgfast.data.nifti import read_nifti, write_nifti
 from qgfast.data.synthetic import _case_generator, organ_case
 
@@ -43,11 +56,56 @@ def write_case(folder: Path, name: str, shapes, ext: str, level: int) -> list[Pa
     return paths
 
 
+def bench_ssl(rec: Recorder, quick: bool) -> None:
+    shape, patch, n_cases, n_batches = (
+        ((64, 64, 40), (32, 32, 24), 3, 2) if quick else ((576, 576, 88), (112, 112, 80), 4, 16)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        for group in ("labelled", "unlabelled"):
+            (data / group).mkdir()
+            for i in range(n_cases):
+                volume, labels = organ_case(shape, _case_generator(11 + (group == "unlabelled"), i))
+                write_nifti(data / group / f"c{i}_img.nii.gz", volume, compresslevel=6)
+                if group == "labelled":
+                    write_nifti(data / group / f"c{i}_seg.nii.gz", labels, compresslevel=6)
+        label = f"LA 2+2×{'x'.join(map(str, patch))} from {'x'.join(map(str, shape))}"
+        for provider in PROVIDERS:
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.loader_providers",
+                provider,
+                str(data),
+                "x".join(map(str, patch)),
+                str(n_batches),
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"ssl-batch {provider}: skipped ({done.stderr.strip().splitlines()[-1:]})")
+                continue
+            out = json.loads(done.stdout.strip().splitlines()[-1])
+            q = np.quantile(out["times_ms"], QUANTILES)
+            rec.record(
+                "ssl-batch",
+                provider,
+                Timing(float(q[0]), float(q[1]), float(q[2]), out["peak_mb"]),
+                shape=label,
+                dtype="float32",
+                mode="load",
+                extra={
+                    "batches_per_s": round(out["batches_per_s"], 2),
+                    **{k: round(out[k], 1) for k in ("rss_self_mb", "rss_worker_max_mb")},
+                },
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/loader.jsonl"))
     parser.add_argument("--quick", action="store_true", help="tiny volumes (smoke test)")
     parser.add_argument("--force", action="store_true", help="run even on a CUDA machine")
+    parser.add_argument("--decode-only", action="store_true", help="skip the SSL batch rows")
     args = parser.parse_args(argv)
     if torch.cuda.is_available() and not args.force:
         print("bench_loader: CPU benchmark, skipped on a CUDA machine (--force runs it)")
@@ -89,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         measure_memory=False,
                         min_run_time=0.05 if args.quick else 1.0,
                     )
+    if not args.decode_only:
+        bench_ssl(rec, args.quick)
     return 0
 
 

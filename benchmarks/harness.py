@@ -212,6 +212,33 @@ class Recorder:
         produces (masks, samples); the row then records ``items_per_s``.
         """
         t = time_callable(fn, self.device, **timing_kwargs)
+        return self.record(
+            op,
+            provider,
+            t,
+            shape=shape,
+            dtype=dtype,
+            mode=mode,
+            extra=extra,
+            bytes_moved=bytes_moved,
+            items=items,
+        )
+
+    def record(
+        self,
+        op: str,
+        provider: str,
+        t: Timing,
+        *,
+        shape: Sequence[int] | str,
+        dtype: torch.dtype | str,
+        mode: str,
+        extra: dict[str, Any] | None = None,
+        bytes_moved: int | None = None,
+        items: int | None = None,
+    ) -> Row:
+        """Record a timing measured elsewhere (e.g. in a subprocess, for loaders whose
+        memory must be measured alone); same row format as ``bench``."""
         extra = dict(extra or {})
         if bytes_moved is not None and t.p50_ms > 0:
             extra["GB_per_s"] = round(bytes_moved / (t.p50_ms * 1e-3) / 1e9, 2)

@@ -1,0 +1,242 @@
+"""SSL batch providers for ``bench_loader``: the same 2 labelled + 2 unlabelled patch
+batches (z-score, random crop, flips on 3 axes, intensity scale/shift p = 0.15, Gaussian
+noise p = 0.15) built by qgfast's VolumeStream and by what users run today.
+
+Run one provider per process (``python -m benchmarks.loader_providers NAME DATA PATCH N``)
+so its memory is measured alone; it prints JSON: per-batch times, batches/s over the whole
+run (p50 alone would hide a queue's periodic refills) and peak RSS growth over the
+interpreter + torch baseline (workers are forks: their growth over the same baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROVIDERS = (
+    "qgfast",
+    "qgfast-cache",
+    "numpy-loop",
+    "dataloader-2w",
+    "monai-2w",
+    "monai-cache-2w",
+    "torchio-queue-2w",
+)
+
+
+def _cases(data: Path):
+    labelled = sorted((data / "labelled").glob("*_img.nii.gz"))
+    unlabelled = sorted((data / "unlabelled").glob("*_img.nii.gz"))
+    label_of = {p: p.with_name(p.name.replace("_img", "_seg")) for p in labelled}
+    return labelled, unlabelled, label_of
+
+
+def _augment(img, lab, patch, rng):
+    """The per-sample work every baseline does (qgfast does the same in Rust)."""
+    img = (img - img.mean()) / max(float(img.std()), 1e-6)
+    o = [rng.integers(0, max(1, s - p + 1)) for s, p in zip(img.shape, patch, strict=True)]
+    sl = tuple(slice(a, a + p) for a, p in zip(o, patch, strict=True))
+    img, lab = img[sl], None if lab is None else lab[sl]
+    for axis in range(3):
+        if rng.random() < 0.5:
+            img = np.flip(img, axis)
+            lab = None if lab is None else np.flip(lab, axis)
+    if rng.random() < 0.15:
+        img = img * rng.uniform(0.9, 1.1)
+    if rng.random() < 0.15:
+        img = img + rng.uniform(-0.1, 0.1)
+    if rng.random() < 0.15:
+        img = img + rng.normal(0, 0.1, img.shape).astype(np.float32)
+    return np.ascontiguousarray(img, np.float32), None if lab is None else np.ascontiguousarray(lab)
+
+
+class NibabelSSL(torch.utils.data.Dataset):
+    def __init__(self, images, labels, patch):
+        self.images, self.labels, self.patch = images, labels, patch
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        import nibabel as nib
+
+        rng = np.random.default_rng()
+        img = np.asanyarray(nib.load(self.images[i]).dataobj).astype(np.float32)
+        lab = None
+        if self.labels[i] is not None:
+            lab = np.asanyarray(nib.load(self.labels[i]).dataobj).astype(np.uint8)
+        img, lab = _augment(img, lab, self.patch, rng)
+        lab = np.zeros(img.shape, np.uint8) if lab is None else lab
+        return {"image": img[None], "label": lab[None]}
+
+
+def _zero_label(d):
+    if "label" not in d:
+        d["label"] = torch.zeros(d["image"].shape, dtype=torch.uint8)
+    return d
+
+
+class TwoStream(torch.utils.data.Sampler):
+    """SSL4MIS's two-stream batches: 2 labelled + 2 unlabelled indices, forever."""
+
+    def __init__(self, n_labelled, n_total):
+        self.n_labelled, self.n_total = n_labelled, n_total
+
+    def __iter__(self):
+        rng = np.random.default_rng(0)
+        while True:
+            lab = rng.choice(self.n_labelled, 2, replace=False)
+            unl = self.n_labelled + rng.choice(self.n_total - self.n_labelled, 2, replace=False)
+            yield [int(i) for i in (*lab, *unl)]
+
+
+def make(name: str, data: Path, patch):
+    labelled, unlabelled, label_of = _cases(data)
+    images = labelled + unlabelled
+    labels = [label_of[p] for p in labelled] + [None] * len(unlabelled)
+    if name.startswith("qgfast"):
+        from qgfast.data import VolumeStream
+
+        cache = name == "qgfast-cache"
+        cases = [{"images": [p], "label": lab} for p, lab in zip(images, labels, strict=True)]
+        stream = VolumeStream(
+            cases,
+            patch,
+            labeled_batch_size=2,
+            unlabeled_batch_size=2,
+            samples_per_volume=4 if cache else 1,
+            cache_bytes=(4 << 30) if cache else 0,
+            foreground_prob=0.0,
+            rot90_plane=None,
+            gamma=None,
+            threads=2,
+            prefetch=4,
+        )
+
+        def forever():
+            while True:
+                yield from stream
+
+        return forever()
+    if name == "numpy-loop":
+        ds = NibabelSSL(images, labels, patch)
+        sampler = iter(TwoStream(len(labelled), len(images)))
+
+        def loop():
+            while True:
+                items = [ds[i] for i in next(sampler)]
+                yield {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
+
+        return loop()
+    if name == "dataloader-2w":
+        ds = NibabelSSL(images, labels, patch)
+        return iter(
+            torch.utils.data.DataLoader(
+                ds, batch_sampler=TwoStream(len(labelled), len(images)), num_workers=2
+            )
+        )
+    if name.startswith("monai"):
+        from monai import transforms as T
+        from monai.data import CacheDataset, Dataset
+
+        keys = ["image", "label"]
+        fixed = [
+            T.LoadImaged(keys, allow_missing_keys=True),
+            T.EnsureChannelFirstd(keys, allow_missing_keys=True),
+            T.NormalizeIntensityd("image"),
+        ]
+        rand = [
+            T.RandSpatialCropd(keys, patch, random_size=False, allow_missing_keys=True),
+            *[T.RandFlipd(keys, 0.5, a, allow_missing_keys=True) for a in range(3)],
+            T.RandScaleIntensityd("image", 0.1, prob=0.15),
+            T.RandShiftIntensityd("image", 0.1, prob=0.15),
+            T.RandGaussianNoised("image", prob=0.15, std=0.1),
+            _zero_label,  # unlabelled cases: a zero label so the batch collates
+        ]
+        items = [
+            {"image": str(p)} | ({"label": str(lab)} if lab else {})
+            for p, lab in zip(images, labels, strict=True)
+        ]
+        transform = T.Compose(fixed + rand)
+        if name == "monai-cache-2w":
+            ds = CacheDataset(items, transform, cache_rate=1.0, num_workers=2)
+        else:
+            ds = Dataset(items, transform)
+        return iter(
+            torch.utils.data.DataLoader(
+                ds, batch_sampler=TwoStream(len(labelled), len(images)), num_workers=2
+            )
+        )
+    if name == "torchio-queue-2w":
+        import torchio as tio
+
+        subjects = [tio.Subject(image=tio.ScalarImage(p)) for p in images]
+        transform = tio.Compose(
+            [
+                tio.ZNormalization(),
+                tio.RandomFlip(axes=(0, 1, 2)),
+                tio.RandomNoise(std=(0, 0.1), p=0.15),
+            ]
+        )
+        queue = tio.Queue(
+            tio.SubjectsDataset(subjects, transform=transform),
+            max_length=16,
+            samples_per_volume=4,
+            sampler=tio.UniformSampler(patch),
+            num_workers=2,
+        )
+
+        def forever():
+            while True:
+                yield from torch.utils.data.DataLoader(queue, batch_size=4, num_workers=0)
+
+        return forever()
+    raise ValueError(f"unknown provider {name!r}")
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    name, data, patch, n = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    patch = tuple(int(p) for p in patch.split("x"))
+    torch.set_num_threads(1)
+    base = _rss_mb()  # interpreter + torch: not the loader's memory
+    batches = make(name, data, patch)
+    next(batches)  # warm-up: worker start, first decodes
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        next(batches)
+        times.append((time.perf_counter() - t0) * 1e3)
+    del batches
+    import gc
+
+    gc.collect()
+    time.sleep(0.5)  # let DataLoader workers exit so their peak RSS is counted
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    workers = 2 if name.endswith("2w") else 0
+    grow_self, grow_child = own - base, max(0.0, child - base) if workers else 0.0
+    result = {
+        "times_ms": times,
+        "batches_per_s": n / (sum(times) / 1e3),
+        "rss_self_mb": grow_self,
+        "rss_worker_max_mb": grow_child,
+        "peak_mb": grow_self + workers * grow_child,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
