@@ -24,8 +24,10 @@ peak is the memory attributable to one call (GPU: allocated by torch; CPU: growt
 peak RSS, i.e. physical pages touched, so never-written zero pages of calloc'd outputs, as
 scipy's, do not count). `speed-up` = baseline p50 / p50 and `mem` = peak / baseline peak, against
 the baseline provider (`{baseline}`; for the whole generator, the authors-style per-sample
-CPU generator) in the same run only. CPU and GPU rows are in separate
-sections and never share a ratio.
+CPU generator; for NIfTI decode, nibabel; for SSL batches, a torch DataLoader with 2
+workers over nibabel, and there `speed-up` compares batches/s over the whole run, since
+p50 hides a queue's periodic refills) in the same run only. CPU and GPU rows are in
+separate sections and never share a ratio.
 """
 
 COLUMNS = ("shape", "dtype", "mode", "provider", "p50 ms (p20–p80)", "peak MiB", "speed-up", "mem")
@@ -33,7 +35,13 @@ COLUMNS += ("notes",)
 
 
 # Ops whose natural baseline is not qgfast's own reference.
-BASELINE_FOR_OP = {"vqm_generator": "authors-style-cpu"}
+BASELINE_FOR_OP = {
+    "vqm_generator": "authors-style-cpu",
+    "nifti-decode": "nibabel",
+    "ssl-batch": "dataloader-2w",
+}
+# Ops compared by a throughput recorded in ``extra`` rather than by p50.
+THROUGHPUT_FOR_OP = {"ssl-batch": "batches_per_s"}
 
 
 def _key(row: Row) -> tuple[str, ...]:
@@ -72,7 +80,11 @@ def render(rows: Sequence[Row], baseline: str = "reference") -> str:
                 by_op[op], key=lambda r: (*_key(r), r.provider != baseline, r.provider)
             ):
                 b = base.get(_key(r))
-                speed = f"{b.p50_ms / r.p50_ms:.2f}×" if b and r.p50_ms > 0 else "–"
+                rate = THROUGHPUT_FOR_OP.get(op)
+                if b and rate and r.extra.get(rate) and b.extra.get(rate):
+                    speed = f"{r.extra[rate] / b.extra[rate]:.2f}×"
+                else:
+                    speed = f"{b.p50_ms / r.p50_ms:.2f}×" if b and r.p50_ms > 0 else "–"
                 mem = (
                     f"{r.peak_mb / b.peak_mb:.2f}"
                     if b and r.peak_mb is not None and b.peak_mb  # zero/None baseline: no ratio
@@ -88,6 +100,35 @@ def render(rows: Sequence[Row], baseline: str = "reference") -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def render_training(reports: Sequence[Path]) -> str:
+    """Quality-predictor runs (``benchmarks/results/quality_*.json``: the command, the
+    machine and the ``report.json`` it wrote) as one table."""
+    import json
+
+    if not reports:
+        return ""
+    out = [
+        "\n## Quality predictor training runs\n",
+        "Held-out corrupted masks (the training corruption mix); blackout = image zeroed,",
+        "shuffle = mask paired with another image of its batch (a predictor that reads the",
+        "image gets worse under both); weak = weak-model masks only.\n",
+        "| run | device | train s | MAE | Pearson | Spearman | blackout MAE | shuffle MAE "
+        "| weak MAE (n) | masks/s | command |",
+        "|" + "---|" * 11,
+    ]
+    for path in sorted(reports):
+        run = json.loads(path.read_text())
+        r, t = run["report"], run["report"]["training"]
+        c, w = r["corrupted"], r["weak_model"]
+        out.append(
+            f"| {path.stem.removeprefix('quality_')} | {run['device']} | {t['seconds']:.0f} | "
+            f"{c['mae']:.4f} | {c['pearson']:.4f} | {c['spearman']:.4f} | "
+            f"{r['blackout']['mae']:.4f} | {r['shuffle']['mae']:.4f} | "
+            f"{w['mae']:.4f} ({w['n']}) | {t['masks_per_s']:.1f} | `{run['command']}` |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="+", type=Path, help="JSON-lines result files")
@@ -95,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", default="reference", help="provider ratios refer to")
     args = parser.parse_args(argv)
     text = render(load_rows(args.rows), baseline=args.baseline)
+    folder = args.rows[0].parent
+    text += render_training(sorted(folder.glob("quality_*.json")))
     if args.out:
         args.out.write_text(text)
     else:

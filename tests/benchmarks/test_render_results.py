@@ -69,3 +69,32 @@ def test_generator_rows_compare_with_the_authors_style_baseline() -> None:
     ]
     line = _line(render(rows), "qgfast")
     assert "| 4.00× |" in line
+
+
+def test_ssl_batches_compare_whole_run_throughput_not_p50() -> None:
+    base = _row(op="ssl-batch", provider="dataloader-2w", p50_ms=10.0, extra={"batches_per_s": 2.0})
+    queue = _row(
+        op="ssl-batch", provider="torchio-queue-2w", p50_ms=0.5, extra={"batches_per_s": 3.0}
+    )
+    line = _line(render([base, queue]), "torchio-queue-2w")
+    assert "| 1.50× |" in line  # 3.0 / 2.0 batches/s, not 10 / 0.5 ms
+
+
+def test_training_runs_table(tmp_path) -> None:
+    import json
+
+    from benchmarks.render_results import render_training
+
+    metrics = {"n": 10, "mae": 0.05, "mse": 0.01, "pearson": 0.9, "spearman": 0.8}
+    report = {
+        "corrupted": metrics,
+        "blackout": {**metrics, "mae": 0.4},
+        "shuffle": metrics,
+        "weak_model": {**metrics, "n": 3},
+        "training": {"seconds": 12.0, "masks_per_s": 7.5},
+    }
+    path = tmp_path / "quality_demo.json"
+    path.write_text(json.dumps({"command": "qgfast x", "device": "cpu", "report": report}))
+    text = render_training([path])
+    assert "| demo | cpu | 12 | 0.0500 | 0.9000 | 0.8000 | 0.4000 |" in text
+    assert render_training([]) == ""
