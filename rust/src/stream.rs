@@ -89,6 +89,15 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.uniform() * n as f64) as usize % n.max(1)
     }
+    /// With probability `prob` a uniform draw in [lo, hi], else `identity`.
+    pub fn maybe(&mut self, range: Option<Range>, identity: f32) -> f32 {
+        match range {
+            Some((lo, hi, prob)) if self.uniform() < prob as f64 => {
+                lo + (hi - lo) * self.uniform() as f32
+            }
+            _ => identity,
+        }
+    }
     /// standard normal (Box–Muller)
     pub fn normal(&mut self) -> f32 {
         let u1 = self.uniform().max(1e-300);
@@ -264,32 +273,20 @@ fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
         Some((a, b)) if p[a] == p[b] => rng.below(4) as u8,
         _ => 0,
     };
-    let mut pick = |r: Option<Range>, identity: f32| match r {
-        Some((lo, hi, prob)) if rng.uniform() < prob as f64 => {
-            lo + (hi - lo) * rng.uniform() as f32
-        }
-        _ => identity,
-    };
-    let scale = pick(cfg.scale, 1.0);
-    let shift = pick(cfg.shift, 0.0);
-    let gamma = pick(cfg.gamma, 1.0);
+    let scale = rng.maybe(cfg.scale, 1.0);
+    let shift = rng.maybe(cfg.shift, 0.0);
+    let gamma = rng.maybe(cfg.gamma, 1.0);
     let noise = match cfg.noise {
         Some((std, prob)) if rng.uniform() < prob as f64 => std,
         _ => 0.0,
     };
     let noise_seed = rng.next_u64();
-    let mut pick = |r: Option<Range>, identity: f32| match r {
-        Some((lo, hi, prob)) if rng.uniform() < prob as f64 => {
-            lo + (hi - lo) * rng.uniform() as f32
-        }
-        _ => identity,
-    };
-    let brightness = pick(cfg.brightness, 1.0);
-    let contrast = pick(cfg.contrast, 1.0);
+    let brightness = rng.maybe(cfg.brightness, 1.0);
+    let contrast = rng.maybe(cfg.contrast, 1.0);
     let gain = [
-        pick(cfg.gain, 1.0),
-        pick(cfg.gain, 1.0),
-        pick(cfg.gain, 1.0),
+        rng.maybe(cfg.gain, 1.0),
+        rng.maybe(cfg.gain, 1.0),
+        rng.maybe(cfg.gain, 1.0),
     ];
     SampleSpec {
         case,
