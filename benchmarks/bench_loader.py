@@ -8,6 +8,8 @@ NumPy loop, a torch DataLoader with 2 workers, MONAI (Dataset and CacheDataset, 
 workers) and a TorchIO Queue (2 workers, 4 samples per volume); each provider runs in its
 own process (``benchmarks/loader_providers.py``) so its peak RSS is its own (workers:
 the largest worker's peak × 2, an upper bound).
+2D batches: 32 images 512² JPEG + PNG masks → 224² with flips, brightness/contrast jitter
+and ImageNet normalisation, by ImageStream (2 threads) vs PIL in a DataLoader (2 workers).
 
 Data: MR-like phantoms from ``qgfast.data.synthetic.organ_case`` (organs, bias field,
 Rician noise: compresses like real MR), written with gzip levels 1 and 6 and uncompressed:
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 
 from benchmarks.harness import QUANTILES, Recorder, Timing
-from benchmarks.loader_providers import PROVIDERS
+from benchmarks.loader_providers import IMAGE_PROVIDERS, PROVIDERS
 from qgfast.data.nifti import read_nifti, write_nifti
 from qgfast.data.synthetic import _case_generator, organ_case
 
@@ -70,34 +72,63 @@ def bench_ssl(rec: Recorder, quick: bool) -> None:
                 if group == "labelled":
                     write_nifti(data / group / f"c{i}_seg.nii.gz", labels, compresslevel=6)
         label = f"LA 2+2×{'x'.join(map(str, patch))} from {'x'.join(map(str, shape))}"
-        for provider in PROVIDERS:
-            cmd = [
-                sys.executable,
-                "-m",
-                "benchmarks.loader_providers",
-                provider,
-                str(data),
-                "x".join(map(str, patch)),
-                str(n_batches),
-            ]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                print(f"ssl-batch {provider}: skipped ({done.stderr.strip().splitlines()[-1:]})")
-                continue
-            out = json.loads(done.stdout.strip().splitlines()[-1])
-            q = np.quantile(out["times_ms"], QUANTILES)
-            rec.record(
-                "ssl-batch",
-                provider,
-                Timing(float(q[0]), float(q[1]), float(q[2]), out["peak_mb"]),
-                shape=label,
-                dtype="float32",
-                mode="load",
-                extra={
-                    "batches_per_s": round(out["batches_per_s"], 2),
-                    **{k: round(out[k], 1) for k in ("rss_self_mb", "rss_worker_max_mb")},
-                },
-            )
+        _run_providers(
+            rec, "ssl-batch", PROVIDERS, data, "x".join(map(str, patch)), n_batches, label
+        )
+
+
+def bench_images(rec: Recorder, quick: bool) -> None:
+    """2D: batches of 32 images 512² JPEG (quality 90) + PNG masks → 224², flips, jitter,
+    ImageNet normalisation; qgfast ImageStream (2 threads, no cache: every image decoded
+    every time) vs PIL in a DataLoader with 2 workers."""
+    from PIL import Image
+
+    from qgfast.data.synthetic import lesion_case
+
+    side, out, batch, n_images, n_batches = (64, 32, 8, 16, 3) if quick else (512, 224, 32, 96, 8)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        (data / "images").mkdir()
+        (data / "masks").mkdir()
+        for i in range(n_images):
+            rgb, mask = lesion_case(side, _case_generator(3, i))
+            Image.fromarray(rgb).save(data / "images" / f"{i:04d}.jpg", quality=90)
+            Image.fromarray(mask * 255).save(data / "masks" / f"{i:04d}.png")
+        label = f"{batch}×{side}² JPEG → {out}²"
+        _run_providers(
+            rec, "image-batch", IMAGE_PROVIDERS, data, f"{out}x{out}x{batch}", n_batches, label
+        )
+
+
+def _run_providers(rec, op, providers, data, spec, n_batches, label) -> None:
+    for provider in providers:
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.loader_providers",
+            provider,
+            str(data),
+            spec,
+            str(n_batches),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"{op} {provider}: skipped ({done.stderr.strip().splitlines()[-1:]})")
+            continue
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        q = np.quantile(out["times_ms"], QUANTILES)
+        rec.record(
+            op,
+            provider,
+            Timing(float(q[0]), float(q[1]), float(q[2]), out["peak_mb"]),
+            shape=label,
+            dtype="float32",
+            mode="load",
+            extra={
+                "batches_per_s": round(out["batches_per_s"], 2),
+                **{k: round(out[k], 1) for k in ("rss_self_mb", "rss_worker_max_mb")},
+            },
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
     if not args.decode_only:
         bench_ssl(rec, args.quick)
+        bench_images(rec, args.quick)
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+IMAGE_PROVIDERS = ("qgfast-image", "pil-dataloader-2w")
 PROVIDERS = (
     "qgfast",
     "qgfast-cache",
@@ -94,6 +95,69 @@ class TwoStream(torch.utils.data.Sampler):
             lab = rng.choice(self.n_labelled, 2, replace=False)
             unl = self.n_labelled + rng.choice(self.n_total - self.n_labelled, 2, replace=False)
             yield [int(i) for i in (*lab, *unl)]
+
+
+class PilImages(torch.utils.data.Dataset):
+    """What 2D pipelines do today: PIL decode + resize (bilinear, anti-aliased), random
+    flips, brightness/contrast jitter and ImageNet normalisation in NumPy/torch."""
+
+    def __init__(self, images, masks, size):
+        self.images, self.masks, self.size = images, masks, size
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image, ImageEnhance
+
+        rng = np.random.default_rng()
+        img = Image.open(self.images[i]).convert("RGB").resize(self.size[::-1], Image.BILINEAR)
+        mask = Image.open(self.masks[i]).resize(self.size[::-1], Image.NEAREST)
+        if rng.random() < 0.8:
+            img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.8, 1.2))
+            img = ImageEnhance.Contrast(img).enhance(rng.uniform(0.8, 1.2))
+        x = torch.from_numpy(np.asarray(img, np.float32) / 255).permute(2, 0, 1)
+        y = torch.from_numpy(np.asarray(mask, np.uint8).copy())[None]
+        for axis in (1, 2):
+            if rng.random() < 0.5:
+                x, y = x.flip(axis), y.flip(axis)
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+        return {"image": (x - mean) / std, "label": y}
+
+
+def make_images(name: str, data: Path, size, batch: int):
+    images = sorted((data / "images").glob("*.jpg"))
+    masks = [data / "masks" / p.with_suffix(".png").name for p in images]
+    if name == "qgfast-image":
+        from qgfast.data import ImageStream
+
+        cases = [{"images": [p], "label": m} for p, m in zip(images, masks, strict=True)]
+        stream = ImageStream(
+            cases, size, labeled_batch_size=batch, rot90=False, gain=None, cache_bytes=0, threads=2
+        )
+
+        def forever():
+            while True:
+                yield from stream
+
+        return forever()
+    if name == "pil-dataloader-2w":
+        loader = torch.utils.data.DataLoader(
+            PilImages(images, masks, size),
+            batch_size=batch,
+            shuffle=True,
+            num_workers=2,
+            persistent_workers=True,
+            drop_last=True,
+        )
+
+        def forever():
+            while True:
+                yield from loader
+
+        return forever()
+    raise ValueError(f"unknown image provider {name!r}")
 
 
 def make(name: str, data: Path, patch):
@@ -212,7 +276,10 @@ def main() -> None:
     patch = tuple(int(p) for p in patch.split("x"))
     torch.set_num_threads(1)
     base = _rss_mb()  # interpreter + torch: not the loader's memory
-    batches = make(name, data, patch)
+    if name in IMAGE_PROVIDERS:
+        batches = make_images(name, data, patch[:2], patch[2])  # "HxWxB" for images
+    else:
+        batches = make(name, data, patch)
     next(batches)  # warm-up: worker start, first decodes
     times = []
     for _ in range(n):

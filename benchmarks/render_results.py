@@ -39,9 +39,10 @@ BASELINE_FOR_OP = {
     "vqm_generator": "authors-style-cpu",
     "nifti-decode": "nibabel",
     "ssl-batch": "dataloader-2w",
+    "image-batch": "pil-dataloader-2w",
 }
 # Ops compared by a throughput recorded in ``extra`` rather than by p50.
-THROUGHPUT_FOR_OP = {"ssl-batch": "batches_per_s"}
+THROUGHPUT_FOR_OP = {"ssl-batch": "batches_per_s", "image-batch": "batches_per_s"}
 
 
 def _key(row: Row) -> tuple[str, ...]:
