@@ -135,3 +135,15 @@ def test_bad_input_is_refused(lesions):
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PredictorTrainConfig(**kwargs)
+
+
+def test_trains_from_an_image_stream(lesions):
+    from qgfast.data import ImageStream
+
+    cases = lesions[0].dataset.cases[:8]
+    stream = ImageStream(cases, 32, labeled_batch_size=4, seed=0)
+    g = QualityPredictor(2, 3, 2, backbone="resnet10")
+    config = PredictorTrainConfig(epochs=2, k=2, p_weak=0.0, val_k=1)
+    result = train_predictor(g, stream, stream, config=config, progress=False)
+    assert result["epochs_run"] == 2
+    assert result["history"][-1]["val_n"] == 8 * 1  # one epoch of the stream, k = 1
