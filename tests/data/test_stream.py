@@ -244,3 +244,27 @@ def test_bad_arguments(cases, kwargs, match):
     args = {"patch_size": (8, 8, 8), **kwargs}
     with pytest.raises(ValueError, match=match):
         VolumeStream(cases, **args)
+
+
+def test_no_hang_at_interpreter_exit_with_a_live_epoch(cases, tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "from qgfast.data import VolumeStream, find_cases\n"
+        f"s = VolumeStream(find_cases({str(cases[0].images[0].parents[1])!r}), (8, 8, 8),\n"
+        "                  labeled_batch_size=1, samples_per_volume=50, threads=3, prefetch=2)\n"
+        "it = iter(s)\nnext(it)\nprint('ok')\n"  # exits with the epoch's threads still waiting
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_fork_after_the_parent_iterated(cases):
+    stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=1, samples_per_volume=1)
+    assert len(_collect(stream)) == 6  # the parent now holds a native core
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    assert sorted(int(b["case"][0]) for b in loader) == list(range(6))
