@@ -60,7 +60,7 @@ def write_case(folder: Path, name: str, shapes, ext: str, level: int) -> list[Pa
 
 def bench_ssl(rec: Recorder, quick: bool) -> None:
     shape, patch, n_cases, n_batches = (
-        ((64, 64, 40), (32, 32, 24), 3, 2) if quick else ((576, 576, 88), (112, 112, 80), 4, 16)
+        ((64, 64, 40), (32, 32, 24), 3, 2) if quick else ((576, 576, 88), (112, 112, 80), 4, 12)
     )
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)

@@ -264,11 +264,20 @@ def make(name: str, data: Path, patch):
     raise ValueError(f"unknown provider {name!r}")
 
 
-def _rss_mb() -> float:
+WARM_BATCHES = 8  # one epoch of the cached qgfast stream (4 cases × 4 samples / 2)
+
+
+def _status_mb(key: str) -> float:
+    """VmRSS / VmHWM of this process image (unlike ru_maxrss, not inherited through exec
+    from the parent that launched us)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
 
 
 def main() -> None:
@@ -280,7 +289,8 @@ def main() -> None:
         batches = make_images(name, data, patch[:2], patch[2])  # "HxWxB" for images
     else:
         batches = make(name, data, patch)
-    next(batches)  # warm-up: worker start, first decodes
+    for _ in range(WARM_BATCHES):  # workers started, caches (qgfast, MONAI, TorchIO) filled
+        next(batches)
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -291,7 +301,7 @@ def main() -> None:
 
     gc.collect()
     time.sleep(0.5)  # let DataLoader workers exit so their peak RSS is counted
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = _status_mb("VmHWM")
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = 2 if name.endswith("2w") else 0
     grow_self, grow_child = own - base, max(0.0, child - base) if workers else 0.0

@@ -67,9 +67,15 @@ def read_nifti(
     """
     native = _native()
     try:
-        header, voxels = native.read_nifti(Path(path), raw, int(max_bytes))
+        header, buffer, offset = native.read_nifti(Path(path), raw, int(max_bytes))
     except native.NativeDataError as err:
         raise DataError(*err.args) from None
+    shape = tuple(header["shape"])
+    count = int(np.prod(shape, dtype=np.int64))
+    if buffer.dtype != np.float64 or offset:  # raw words: view them as the voxel type
+        dtype = np.dtype(header["dtype"])
+        buffer = buffer.view(np.uint8)[offset : offset + count * dtype.itemsize].view(dtype)
+    voxels = buffer[:count].reshape(shape[::-1])  # C order of the reversed shape
     try:
         affine = best_affine(header)
     except ValueError as err:

@@ -99,27 +99,6 @@ fn nifti_header<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Boun
     header_dict(py, &header)
 }
 
-/// Voxels as the typed array nibabel returns (C order of the reversed shape: the caller
-/// transposes to NIfTI's x-fastest order without a copy).
-enum Voxels {
-    U8(Vec<u8>),
-    I8(Vec<i8>),
-    I16(Vec<i16>),
-    U16(Vec<u16>),
-    I32(Vec<i32>),
-    U32(Vec<u32>),
-    I64(Vec<i64>),
-    U64(Vec<u64>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
-fn typed<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
-    let mut out = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
-    bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(bytes);
-    out
-}
-
 fn scaled<T: bytemuck::Pod>(
     bytes: &[u8],
     slope: f64,
@@ -127,10 +106,11 @@ fn scaled<T: bytemuck::Pod>(
     to_f64: fn(T) -> f64,
 ) -> Vec<f64> {
     // nibabel: float64 result, multiply only when slope != 1, add only when inter != 0
-    let values: &[T] = &typed::<T>(bytes);
-    values
-        .iter()
-        .map(|&v| {
+    let mut typed = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+    bytemuck::cast_slice_mut::<T, u8>(&mut typed).copy_from_slice(bytes);
+    typed
+        .into_iter()
+        .map(|v| {
             let mut x = to_f64(v);
             if slope != 1.0 {
                 x *= slope;
@@ -143,40 +123,31 @@ fn scaled<T: bytemuck::Pod>(
         .collect()
 }
 
-fn decode(vol: &nifti::Volume, raw: bool) -> Result<Voxels, Error> {
+/// The voxels nibabel returns: float64 when the header scales (and not `raw`), else None
+/// (the caller views the raw words as the on-disk type).
+fn scale(vol: &nifti::Volume, raw: bool) -> Result<Option<Vec<f64>>, Error> {
     use nifti::DType::*;
-    let b = vol.voxels();
     let scaling = if raw {
         None
     } else {
         vol.header.scaling().map_err(Error::InvalidArgument)?
     };
-    if let Some((s, i)) = scaling {
-        return Ok(Voxels::F64(match vol.header.dtype {
-            U8 => scaled::<u8>(b, s, i, |v| v as f64),
-            I8 => scaled::<i8>(b, s, i, |v| v as f64),
-            I16 => scaled::<i16>(b, s, i, |v| v as f64),
-            U16 => scaled::<u16>(b, s, i, |v| v as f64),
-            I32 => scaled::<i32>(b, s, i, |v| v as f64),
-            U32 => scaled::<u32>(b, s, i, |v| v as f64),
-            I64 => scaled::<i64>(b, s, i, |v| v as f64),
-            U64 => scaled::<u64>(b, s, i, |v| v as f64),
-            F32 => scaled::<f32>(b, s, i, |v| v as f64),
-            F64 => scaled::<f64>(b, s, i, |v| v),
-        }));
-    }
-    Ok(match vol.header.dtype {
-        U8 => Voxels::U8(b.to_vec()),
-        I8 => Voxels::I8(typed(b)),
-        I16 => Voxels::I16(typed(b)),
-        U16 => Voxels::U16(typed(b)),
-        I32 => Voxels::I32(typed(b)),
-        U32 => Voxels::U32(typed(b)),
-        I64 => Voxels::I64(typed(b)),
-        U64 => Voxels::U64(typed(b)),
-        F32 => Voxels::F32(typed(b)),
-        F64 => Voxels::F64(typed(b)),
-    })
+    let Some((s, i)) = scaling else {
+        return Ok(None);
+    };
+    let b = vol.voxels();
+    Ok(Some(match vol.header.dtype {
+        U8 => scaled::<u8>(b, s, i, |v| v as f64),
+        I8 => scaled::<i8>(b, s, i, |v| v as f64),
+        I16 => scaled::<i16>(b, s, i, |v| v as f64),
+        U16 => scaled::<u16>(b, s, i, |v| v as f64),
+        I32 => scaled::<i32>(b, s, i, |v| v as f64),
+        U32 => scaled::<u32>(b, s, i, |v| v as f64),
+        I64 => scaled::<i64>(b, s, i, |v| v as f64),
+        U64 => scaled::<u64>(b, s, i, |v| v as f64),
+        F32 => scaled::<f32>(b, s, i, |v| v as f64),
+        F64 => scaled::<f64>(b, s, i, |v| v),
+    }))
 }
 
 fn to_array<'py, T: numpy::Element>(
@@ -189,9 +160,11 @@ fn to_array<'py, T: numpy::Element>(
     Ok(array.into_pyarray(py).into_any())
 }
 
-/// `read_nifti(path, raw=False, max_bytes) -> (header dict, voxels)`: voxels in C order of
-/// the reversed NIfTI shape (transpose for nibabel's order); scaled to float64 as nibabel
-/// does unless `raw`. Bad files raise `NativeDataError(path, reason)`.
+/// `read_nifti(path, raw=False, max_bytes) -> (header dict, buffer, byte offset)`: the
+/// voxels are `buffer.view(uint8)[offset : offset + nbytes]` viewed as the header's dtype
+/// (no copy; `buffer` is uint64 words), in C order of the reversed NIfTI shape — or, when
+/// the header scales and not `raw`, `buffer` is the float64 voxels and offset 0.
+/// Bad files raise `NativeDataError(path, reason)`.
 #[pyfunction]
 #[pyo3(signature = (path, raw=false, max_bytes=usize::MAX))]
 fn read_nifti<'py>(
@@ -199,26 +172,23 @@ fn read_nifti<'py>(
     path: std::path::PathBuf,
     raw: bool,
     max_bytes: usize,
-) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyAny>)> {
-    let (header, voxels) = detached(py, move || {
+) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyAny>, usize)> {
+    let (vol, scaled) = detached(py, move || {
         let vol = nifti::read(&path, max_bytes)?;
-        let voxels = decode(&vol, raw).map_err(|e| nifti::data(&path, e.to_string()))?;
-        Ok((vol.header, voxels))
+        let scaled = scale(&vol, raw).map_err(|e| nifti::data(&path, e.to_string()))?;
+        Ok((vol, scaled))
     })?;
-    let shape: Vec<usize> = header.shape.iter().rev().copied().collect();
-    let array = match voxels {
-        Voxels::U8(v) => to_array(py, &shape, v)?,
-        Voxels::I8(v) => to_array(py, &shape, v)?,
-        Voxels::I16(v) => to_array(py, &shape, v)?,
-        Voxels::U16(v) => to_array(py, &shape, v)?,
-        Voxels::I32(v) => to_array(py, &shape, v)?,
-        Voxels::U32(v) => to_array(py, &shape, v)?,
-        Voxels::I64(v) => to_array(py, &shape, v)?,
-        Voxels::U64(v) => to_array(py, &shape, v)?,
-        Voxels::F32(v) => to_array(py, &shape, v)?,
-        Voxels::F64(v) => to_array(py, &shape, v)?,
-    };
-    Ok((header_dict(py, &header)?, array))
+    let header = header_dict(py, &vol.header)?;
+    Ok(match scaled {
+        Some(values) => {
+            let n = values.len();
+            (header, to_array(py, &[n], values)?, 0)
+        }
+        None => {
+            let n = vol.words.len();
+            (header, to_array(py, &[n], vol.words)?, vol.start)
+        }
+    })
 }
 
 fn config_item<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {

@@ -288,17 +288,36 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     })
 }
 
-/// Voxel bytes in native byte order (`bytes[start..]`), plus the header.
+/// Voxel bytes in native byte order, plus the header. The bytes live in 8-byte words
+/// (`bytes()[start..start + len]`), so any voxel type can view them in place: Python gets
+/// the words and views them as the voxel dtype without a copy.
 pub struct Volume {
     pub header: Header,
-    pub bytes: Vec<u8>,
+    pub words: Vec<u64>,
     pub start: usize,
+    pub len: usize,
 }
 
 impl Volume {
     pub fn voxels(&self) -> &[u8] {
-        &self.bytes[self.start..]
+        &bytemuck::cast_slice::<u64, u8>(&self.words)[self.start..self.start + self.len]
     }
+
+    /// Voxels at a byte offset the voxel type divides (NIfTI offsets are multiples of 16;
+    /// an odd one is moved to the front once).
+    fn aligned(mut self) -> Volume {
+        if self.start % self.header.dtype.size() != 0 {
+            let (start, len) = (self.start, self.len);
+            bytemuck::cast_slice_mut::<u64, u8>(&mut self.words).copy_within(start..start + len, 0);
+            self.start = 0;
+        }
+        self
+    }
+}
+
+/// Zeroed 8-byte words holding at least `nbytes` bytes (calloc: pages appear on write).
+fn words_for(nbytes: usize) -> Vec<u64> {
+    vec![0u64; nbytes.div_ceil(8)]
 }
 
 fn is_gzip(path: &Path) -> Result<bool, Error> {
@@ -406,12 +425,15 @@ pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Vo
                 ),
             )
         })?;
-    let mut bytes = file[start as usize..end as usize].to_vec();
-    to_native(&header, &mut bytes);
+    let mut words = words_for(nbytes);
+    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes];
+    bytes.copy_from_slice(&file[start as usize..end as usize]);
+    to_native(&header, bytes);
     Ok(Volume {
         header,
-        bytes,
+        words,
         start: 0,
+        len: nbytes,
     })
 }
 
@@ -448,13 +470,16 @@ pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result
     let nbytes = check_size(path, &header, max_bytes)?;
     let offset = data_offset(&header);
     let total = offset + nbytes as u64;
-    if let Some(mut bytes) = inflate_whole(compressed, total) {
-        to_native(&header, &mut bytes[offset as usize..]);
+    if let Some(mut words) = inflate_whole(compressed, total) {
+        let bytes = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
+        to_native(&header, &mut bytes[offset as usize..total as usize]);
         return Ok(Volume {
             header,
-            bytes,
+            words,
             start: offset as usize,
-        });
+            len: nbytes,
+        }
+        .aligned());
     }
     // multi-member gzip, trailing bytes or a trailer that disagrees with the header: stream
     // exactly what the header asks for, growing the buffer only as data really arrive
@@ -477,17 +502,20 @@ pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result
         ));
     }
     to_native(&header, &mut bytes);
+    let mut words = words_for(nbytes);
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes].copy_from_slice(&bytes);
     Ok(Volume {
         header,
-        bytes,
+        words,
         start: 0,
+        len: nbytes,
     })
 }
 
 /// One libdeflate call when the gzip trailer's size (ISIZE, the last member's length mod
 /// 2^32) says the stream holds exactly header + voxels (what every NIfTI writer produces).
 /// None otherwise, or when libdeflate does not produce exactly that many bytes.
-fn inflate_whole(compressed: &[u8], total: u64) -> Option<Vec<u8>> {
+fn inflate_whole(compressed: &[u8], total: u64) -> Option<Vec<u64>> {
     let trailer: [u8; 4] = compressed
         .get(compressed.len().checked_sub(4)?..)?
         .try_into()
@@ -495,10 +523,12 @@ fn inflate_whole(compressed: &[u8], total: u64) -> Option<Vec<u8>> {
     if u64::from(u32::from_le_bytes(trailer)) != total % (1 << 32) {
         return None;
     }
-    let mut out = vec![0u8; usize::try_from(total).ok()?];
+    let total = usize::try_from(total).ok()?;
+    let mut words = words_for(total);
+    let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..total];
     let mut inflater = libdeflater::Decompressor::new();
-    match inflater.gzip_decompress(compressed, &mut out) {
-        Ok(n) if n as u64 == total => Some(out),
+    match inflater.gzip_decompress(compressed, out) {
+        Ok(n) if n == total => Some(words),
         _ => None,
     }
 }

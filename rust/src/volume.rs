@@ -43,33 +43,46 @@ impl Decoded {
     }
 }
 
-/// Values of a volume as f64 in NIfTI order (x fastest), scaled as nibabel scales them.
-fn values(vol: &nifti::Volume) -> Result<Vec<f64>, String> {
+/// Values of a volume as f32 in NIfTI order (x fastest), scaled as nibabel scales them
+/// (in float64, then rounded once to float32).
+fn values(vol: &nifti::Volume) -> Result<Vec<f32>, String> {
     use nifti::DType::*;
     let b = vol.voxels();
-    fn conv<T: bytemuck::Pod>(b: &[u8], f: fn(T) -> f64) -> Vec<f64> {
-        let mut typed = vec![T::zeroed(); b.len() / std::mem::size_of::<T>()];
-        bytemuck::cast_slice_mut::<T, u8>(&mut typed).copy_from_slice(b);
-        typed.into_iter().map(f).collect()
-    }
-    let mut out = match vol.header.dtype {
-        U8 => conv::<u8>(b, |v| v as f64),
-        I8 => conv::<i8>(b, |v| v as f64),
-        I16 => conv::<i16>(b, |v| v as f64),
-        U16 => conv::<u16>(b, |v| v as f64),
-        I32 => conv::<i32>(b, |v| v as f64),
-        U32 => conv::<u32>(b, |v| v as f64),
-        I64 => conv::<i64>(b, |v| v as f64),
-        U64 => conv::<u64>(b, |v| v as f64),
-        F32 => conv::<f32>(b, |v| v as f64),
-        F64 => conv::<f64>(b, |v| v),
-    };
-    if let Some((slope, inter)) = vol.header.scaling()? {
-        for v in &mut out {
-            *v = *v * slope + inter;
+    let scaling = vol.header.scaling()?;
+    fn conv<T: bytemuck::Pod>(b: &[u8], s: Option<(f64, f64)>, f: fn(T) -> f64) -> Vec<f32> {
+        let typed: &[T] = match bytemuck::try_cast_slice(b) {
+            Ok(t) => t,
+            Err(_) => return conv_unaligned(b, s, f),
+        };
+        match s {
+            None => typed.iter().map(|&v| f(v) as f32).collect(),
+            Some((slope, inter)) => typed
+                .iter()
+                .map(|&v| (f(v) * slope + inter) as f32)
+                .collect(),
         }
     }
-    Ok(out)
+    fn conv_unaligned<T: bytemuck::Pod>(
+        b: &[u8],
+        s: Option<(f64, f64)>,
+        f: fn(T) -> f64,
+    ) -> Vec<f32> {
+        let mut typed = vec![T::zeroed(); b.len() / std::mem::size_of::<T>()];
+        bytemuck::cast_slice_mut::<T, u8>(&mut typed).copy_from_slice(b);
+        conv(bytemuck::cast_slice(&typed), s, f)
+    }
+    Ok(match vol.header.dtype {
+        U8 => conv::<u8>(b, scaling, |v| v as f64),
+        I8 => conv::<i8>(b, scaling, |v| v as f64),
+        I16 => conv::<i16>(b, scaling, |v| v as f64),
+        U16 => conv::<u16>(b, scaling, |v| v as f64),
+        I32 => conv::<i32>(b, scaling, |v| v as f64),
+        U32 => conv::<u32>(b, scaling, |v| v as f64),
+        I64 => conv::<i64>(b, scaling, |v| v as f64),
+        U64 => conv::<u64>(b, scaling, |v| v as f64),
+        F32 => conv::<f32>(b, scaling, |v| v as f64),
+        F64 => conv::<f64>(b, scaling, |v| v),
+    })
 }
 
 /// (shape [X, Y, Z], channels) of a NIfTI shape: 3D, or 4D with channels last (MSD).
@@ -81,14 +94,21 @@ fn spatial(shape: &[usize]) -> Result<([usize; 3], usize), String> {
     }
 }
 
-/// x-fastest (NIfTI) block of one channel → z-fastest C order.
-fn to_c_order(src: &[f64], s: [usize; 3], dst: &mut [f32]) {
+/// x-fastest (NIfTI) block of one channel → z-fastest C order: a 3D axis reversal done
+/// in 32×32 (x, z) tiles per y so both the reads (x runs) and the writes (z runs) stay in
+/// cache; a plain loop strides by a whole x–y slab per voxel and is ~10× slower on LA sizes.
+fn to_c_order(src: &[f32], s: [usize; 3], dst: &mut [f32]) {
+    const TILE: usize = 32;
     let (nx, ny, nz) = (s[0], s[1], s[2]);
-    for x in 0..nx {
-        for y in 0..ny {
-            let row = &mut dst[(x * ny + y) * nz..(x * ny + y + 1) * nz];
-            for (z, v) in row.iter_mut().enumerate() {
-                *v = src[x + nx * (y + ny * z)] as f32;
+    for y in 0..ny {
+        for z0 in (0..nz).step_by(TILE) {
+            for x0 in (0..nx).step_by(TILE) {
+                for z in z0..(z0 + TILE).min(nz) {
+                    let row = &src[nx * (y + ny * z)..];
+                    for x in x0..(x0 + TILE).min(nx) {
+                        dst[(x * ny + y) * nz + z] = row[x];
+                    }
+                }
             }
         }
     }
@@ -147,7 +167,7 @@ fn normalise(channel: &mut [f32], norm: Norm) {
     }
 }
 
-fn read(path: &Path, max_bytes: usize) -> Result<(Vec<f64>, Vec<usize>), Error> {
+fn read(path: &Path, max_bytes: usize) -> Result<(Vec<f32>, Vec<usize>), Error> {
     let vol = nifti::read(path, max_bytes)?;
     let vals = values(&vol).map_err(|r| nifti::data(path, r))?;
     Ok((vals, vol.header.shape.clone()))
