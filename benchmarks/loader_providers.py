@@ -77,6 +77,12 @@ class NibabelSSL(torch.utils.data.Dataset):
         return {"image": img[None], "label": lab[None]}
 
 
+def _cycle(epochs):
+    """Batches forever from a re-iterable (a stream or loader yields one epoch per pass)."""
+    while True:
+        yield from epochs
+
+
 def _zero_label(d):
     if "label" not in d:
         d["label"] = torch.zeros(d["image"].shape, dtype=torch.uint8)
@@ -137,11 +143,7 @@ def make_images(name: str, data: Path, size, batch: int):
             cases, size, labeled_batch_size=batch, rot90=False, gain=None, cache_bytes=0, threads=2
         )
 
-        def forever():
-            while True:
-                yield from stream
-
-        return forever()
+        return _cycle(stream)
     if name == "pil-dataloader-2w":
         loader = torch.utils.data.DataLoader(
             PilImages(images, masks, size),
@@ -151,12 +153,7 @@ def make_images(name: str, data: Path, size, batch: int):
             persistent_workers=True,
             drop_last=True,
         )
-
-        def forever():
-            while True:
-                yield from loader
-
-        return forever()
+        return _cycle(loader)
     raise ValueError(f"unknown image provider {name!r}")
 
 
@@ -183,11 +180,7 @@ def make(name: str, data: Path, patch):
             prefetch=4,
         )
 
-        def forever():
-            while True:
-                yield from stream
-
-        return forever()
+        return _cycle(stream)
     if name == "numpy-loop":
         ds = NibabelSSL(images, labels, patch)
         sampler = iter(TwoStream(len(labelled), len(images)))
@@ -256,11 +249,7 @@ def make(name: str, data: Path, patch):
             num_workers=2,
         )
 
-        def forever():
-            while True:
-                yield from torch.utils.data.DataLoader(queue, batch_size=4, num_workers=0)
-
-        return forever()
+        return _cycle(torch.utils.data.DataLoader(queue, batch_size=4, num_workers=0))
     raise ValueError(f"unknown provider {name!r}")
 
 
