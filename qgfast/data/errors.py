@@ -15,3 +15,17 @@ class DataError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class native_data_errors:
+    """``with native_data_errors(): ...`` re-raises the native extension's
+    ``NativeDataError(path, reason)`` as ``DataError`` (the one public type)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> None:
+        from qgfast import _native
+
+        if kind is not None and issubclass(kind, _native.NativeDataError):
+            raise DataError(*err.args) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from qgfast.data.errors import DataError
+from qgfast.data.errors import DataError, native_data_errors
 
 DEFAULT_MAX_BYTES = 16 << 30  # refuse headers claiming more than 16 GiB of voxels
 _XFORM_CODES = range(1, 6)
@@ -50,12 +50,6 @@ class NiftiVolume:
         return self.header["dtype"]
 
 
-def _native():
-    from qgfast import _native
-
-    return _native
-
-
 def read_nifti(
     path: str | Path, raw: bool = False, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> NiftiVolume:
@@ -65,11 +59,10 @@ def read_nifti(
     max_bytes: refuse, before allocating, a header whose voxels would exceed this.
     Every bad file raises ``DataError`` naming the path and the reason.
     """
-    native = _native()
-    try:
-        header, buffer, offset = native.read_nifti(Path(path), raw, int(max_bytes))
-    except native.NativeDataError as err:
-        raise DataError(*err.args) from None
+    from qgfast import _native
+
+    with native_data_errors():
+        header, buffer, offset = _native.read_nifti(Path(path), raw, int(max_bytes))
     shape = tuple(header["shape"])
     count = int(np.prod(shape, dtype=np.int64))
     if buffer.dtype != np.float64 or offset:  # raw words: view them as the voxel type
@@ -85,11 +78,10 @@ def read_nifti(
 
 def nifti_header(path: str | Path) -> dict[str, Any]:
     """The parsed header fields only (``.nii.gz``: decodes just the header)."""
-    native = _native()
-    try:
-        return native.nifti_header(Path(path))
-    except native.NativeDataError as err:
-        raise DataError(*err.args) from None
+    from qgfast import _native
+
+    with native_data_errors():
+        return _native.nifti_header(Path(path))
 
 
 def _float_type(header: dict[str, Any]) -> type:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from qgfast.data.errors import DataError
+from qgfast.data.errors import DataError, native_data_errors
 from qgfast.data.folders import Case
 
 log = logging.getLogger(__name__)
@@ -178,21 +178,22 @@ class VolumeStream(IterableDataset):
         thread crosses a fork)."""
         from qgfast import _native
 
-        info = get_worker_info()
-        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        key = (workers, worker)
+        key = self._shard()
         if self._core is None or self._core_key != key:
             config = dict(self.config)
-            config["shards"] = self.config["shards"] * workers
-            config["shard"] = self.config["shard"] * workers + worker
-            try:
+            config["shard"], config["shards"] = key
+            with native_data_errors():
                 self._core = _native.VolumeStreamCore(
                     self._images, self._labels, self.labeled, self.unlabeled, config
                 )
-            except _native.NativeDataError as err:
-                raise DataError(*err.args) from None
             self._core_key = key
         return self._core
+
+    def _shard(self) -> tuple[int, int]:
+        """(shard, shards) of this process: rank × DataLoader worker."""
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        return self.config["shard"] * workers + worker, self.config["shards"] * workers
 
     def stats(self) -> dict[str, Any]:
         """Cache hits/misses/bytes and the skipped cases (this process's shard)."""
@@ -207,24 +208,22 @@ class VolumeStream(IterableDataset):
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        from qgfast import _native
-
         core = self._native_core()
         try:
-            epoch = core.start(self.epoch)
-        except _native.NativeDataError as err:
-            raise DataError(*err.args) from None
+            with native_data_errors():
+                epoch = core.start(self.epoch)
+        except DataError:  # a ValueError too: pass it through unwrapped
+            raise
         except ValueError as err:
             raise ValueError(f"VolumeStream: {err}") from None
         self.epoch += 1
         try:
             while True:
                 try:
-                    batch = next(epoch)
+                    with native_data_errors():
+                        batch = next(epoch)
                 except StopIteration:
                     return
-                except _native.NativeDataError as err:
-                    raise DataError(*err.args) from None
                 self._log_skips(core)
                 parts = {k: self._output(self._tensors(v)) for k, v in batch.items()}
                 yield parts if self.two_stream else next(iter(parts.values()))
@@ -242,11 +241,7 @@ class VolumeStream(IterableDataset):
 
     def __len__(self) -> int:
         """Batches per epoch on this shard (labelled stream, or unlabelled when alone)."""
-        info = get_worker_info()
-        shards = self.config["shards"] * (1 if info is None else info.num_workers)
-        shard = self.config["shard"] * (1 if info is None else info.num_workers) + (
-            0 if info is None else info.id
-        )
+        shard, shards = self._shard()
         cases = self.labeled if self.labeled_batch_size else self.unlabeled
         size = self.labeled_batch_size or self.unlabeled_batch_size
         mine = len(range(shard, len(cases), shards))

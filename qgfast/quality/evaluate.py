@@ -85,13 +85,12 @@ def evaluate_predictor(
     report["per_op"] = dict(sorted(per_op.items()))
     report["weak_model"] = per_op.get("weak_model", agreement(torch.empty(0), torch.empty(0)))
     base = report["corrupted"]
-    report["image_dependence"] = {
-        f"{probe}_{name}": (
-            report[probe][key] - base[key] if sign > 0 else base[key] - report[probe][key]
+    report["image_dependence"] = {}
+    for probe in ("blackout", "shuffle"):
+        report["image_dependence"][f"{probe}_mae_increase"] = report[probe]["mae"] - base["mae"]
+        report["image_dependence"][f"{probe}_pearson_drop"] = (
+            base["pearson"] - report[probe]["pearson"]
         )
-        for probe in ("blackout", "shuffle")
-        for name, key, sign in (("mae_increase", "mae", 1), ("pearson_drop", "pearson", -1))
-    }
     if plot is not None:
         calibration_plot(predicted, true, plot, report["corrupted"])
     return report

@@ -99,55 +99,14 @@ fn nifti_header<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Boun
     header_dict(py, &header)
 }
 
-fn scaled<T: bytemuck::Pod>(
-    bytes: &[u8],
-    slope: f64,
-    inter: f64,
-    to_f64: fn(T) -> f64,
-) -> Vec<f64> {
-    // nibabel: float64 result, multiply only when slope != 1, add only when inter != 0
-    let mut typed = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
-    bytemuck::cast_slice_mut::<T, u8>(&mut typed).copy_from_slice(bytes);
-    typed
-        .into_iter()
-        .map(|v| {
-            let mut x = to_f64(v);
-            if slope != 1.0 {
-                x *= slope;
-            }
-            if inter != 0.0 {
-                x += inter;
-            }
-            x
-        })
-        .collect()
-}
-
 /// The voxels nibabel returns: float64 when the header scales (and not `raw`), else None
 /// (the caller views the raw words as the on-disk type).
 fn scale(vol: &nifti::Volume, raw: bool) -> Result<Option<Vec<f64>>, Error> {
-    use nifti::DType::*;
-    let scaling = if raw {
-        None
-    } else {
-        vol.header.scaling().map_err(Error::InvalidArgument)?
-    };
-    let Some((s, i)) = scaling else {
+    if raw {
         return Ok(None);
-    };
-    let b = vol.voxels();
-    Ok(Some(match vol.header.dtype {
-        U8 => scaled::<u8>(b, s, i, |v| v as f64),
-        I8 => scaled::<i8>(b, s, i, |v| v as f64),
-        I16 => scaled::<i16>(b, s, i, |v| v as f64),
-        U16 => scaled::<u16>(b, s, i, |v| v as f64),
-        I32 => scaled::<i32>(b, s, i, |v| v as f64),
-        U32 => scaled::<u32>(b, s, i, |v| v as f64),
-        I64 => scaled::<i64>(b, s, i, |v| v as f64),
-        U64 => scaled::<u64>(b, s, i, |v| v as f64),
-        F32 => scaled::<f32>(b, s, i, |v| v as f64),
-        F64 => scaled::<f64>(b, s, i, |v| v),
-    }))
+    }
+    let scaling = vol.header.scaling().map_err(Error::InvalidArgument)?;
+    Ok(scaling.map(|s| vol.map_values(Some(s), |x| x)))
 }
 
 fn to_array<'py, T: numpy::Element>(

@@ -315,6 +315,53 @@ impl Volume {
     }
 }
 
+impl Volume {
+    /// Every voxel as `out(value)`, where value is the voxel as f64 scaled the way nibabel
+    /// scales it (`raw · slope + inter` when `scaling` is Some). One pass, no f64 buffer.
+    pub fn map_values<O>(&self, scaling: Option<(f64, f64)>, out: impl Fn(f64) -> O) -> Vec<O> {
+        fn typed<T: bytemuck::Pod, O>(
+            b: &[u8],
+            s: Option<(f64, f64)>,
+            f: fn(T) -> f64,
+            out: &impl Fn(f64) -> O,
+        ) -> Vec<O> {
+            // voxels start at an offset the type divides (`Volume::aligned`), so the cast holds
+            let values: &[T] = bytemuck::cast_slice(b);
+            match s {
+                None => values.iter().map(|&v| out(f(v))).collect(),
+                Some((slope, inter)) => values
+                    .iter()
+                    .map(|&v| {
+                        // nibabel: multiply only when slope != 1, add only when inter != 0
+                        let mut x = f(v);
+                        if slope != 1.0 {
+                            x *= slope;
+                        }
+                        if inter != 0.0 {
+                            x += inter;
+                        }
+                        out(x)
+                    })
+                    .collect(),
+            }
+        }
+        use DType::*;
+        let b = self.voxels();
+        match self.header.dtype {
+            U8 => typed::<u8, O>(b, scaling, |v| v as f64, &out),
+            I8 => typed::<i8, O>(b, scaling, |v| v as f64, &out),
+            I16 => typed::<i16, O>(b, scaling, |v| v as f64, &out),
+            U16 => typed::<u16, O>(b, scaling, |v| v as f64, &out),
+            I32 => typed::<i32, O>(b, scaling, |v| v as f64, &out),
+            U32 => typed::<u32, O>(b, scaling, |v| v as f64, &out),
+            I64 => typed::<i64, O>(b, scaling, |v| v as f64, &out),
+            U64 => typed::<u64, O>(b, scaling, |v| v as f64, &out),
+            F32 => typed::<f32, O>(b, scaling, |v| v as f64, &out),
+            F64 => typed::<f64, O>(b, scaling, |v| v, &out),
+        }
+    }
+}
+
 /// Zeroed 8-byte words holding at least `nbytes` bytes (calloc: pages appear on write).
 fn words_for(nbytes: usize) -> Vec<u64> {
     vec![0u64; nbytes.div_ceil(8)]
@@ -452,20 +499,11 @@ fn read_gz(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
 /// `.nii.gz` bytes already in memory (`path` only names them in errors).
 pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let io = |e: std::io::Error| data(path, format!("gzip stream is corrupt or truncated: {e}"));
-    let mut stream = MultiGzDecoder::new(compressed);
-    let mut block = vec![0u8; NIFTI1_SIZE];
-    let n = read_up_to(&mut stream, &mut block).map_err(io)?;
-    if n < 4 {
-        return Err(data(path, "file too short for a NIfTI header"));
-    }
-    let (size, _) = sniff(&block[..4]).map_err(|r| data(path, r))?;
-    if size > NIFTI1_SIZE {
-        block.resize(size, 0);
-        let more = read_up_to(&mut stream, &mut block[NIFTI1_SIZE..]).map_err(io)?;
-        block.truncate(NIFTI1_SIZE + more);
-    } else {
-        block.truncate(n);
-    }
+    // the largest header (NIfTI-2); parse_header uses what the version needs, and the
+    // voxels are read afresh below, so over-reading into them is harmless
+    let mut block = vec![0u8; NIFTI2_SIZE];
+    let n = read_up_to(&mut MultiGzDecoder::new(compressed), &mut block).map_err(io)?;
+    block.truncate(n);
     let header = parse_header(&block).map_err(|r| data(path, r))?;
     let nbytes = check_size(path, &header, max_bytes)?;
     let offset = data_offset(&header);

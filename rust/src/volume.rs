@@ -46,43 +46,7 @@ impl Decoded {
 /// Values of a volume as f32 in NIfTI order (x fastest), scaled as nibabel scales them
 /// (in float64, then rounded once to float32).
 fn values(vol: &nifti::Volume) -> Result<Vec<f32>, String> {
-    use nifti::DType::*;
-    let b = vol.voxels();
-    let scaling = vol.header.scaling()?;
-    fn conv<T: bytemuck::Pod>(b: &[u8], s: Option<(f64, f64)>, f: fn(T) -> f64) -> Vec<f32> {
-        let typed: &[T] = match bytemuck::try_cast_slice(b) {
-            Ok(t) => t,
-            Err(_) => return conv_unaligned(b, s, f),
-        };
-        match s {
-            None => typed.iter().map(|&v| f(v) as f32).collect(),
-            Some((slope, inter)) => typed
-                .iter()
-                .map(|&v| (f(v) * slope + inter) as f32)
-                .collect(),
-        }
-    }
-    fn conv_unaligned<T: bytemuck::Pod>(
-        b: &[u8],
-        s: Option<(f64, f64)>,
-        f: fn(T) -> f64,
-    ) -> Vec<f32> {
-        let mut typed = vec![T::zeroed(); b.len() / std::mem::size_of::<T>()];
-        bytemuck::cast_slice_mut::<T, u8>(&mut typed).copy_from_slice(b);
-        conv(bytemuck::cast_slice(&typed), s, f)
-    }
-    Ok(match vol.header.dtype {
-        U8 => conv::<u8>(b, scaling, |v| v as f64),
-        I8 => conv::<i8>(b, scaling, |v| v as f64),
-        I16 => conv::<i16>(b, scaling, |v| v as f64),
-        U16 => conv::<u16>(b, scaling, |v| v as f64),
-        I32 => conv::<i32>(b, scaling, |v| v as f64),
-        U32 => conv::<u32>(b, scaling, |v| v as f64),
-        I64 => conv::<i64>(b, scaling, |v| v as f64),
-        U64 => conv::<u64>(b, scaling, |v| v as f64),
-        F32 => conv::<f32>(b, scaling, |v| v as f64),
-        F64 => conv::<f64>(b, scaling, |v| v),
-    })
+    Ok(vol.map_values(vol.header.scaling()?, |x| x as f32))
 }
 
 /// (shape [X, Y, Z], channels) of a NIfTI shape: 3D, or 4D with channels last (MSD).
