@@ -8,6 +8,7 @@ use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod buffer;
 mod build;
 pub mod components;
 pub mod errors;

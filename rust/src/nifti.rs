@@ -1,4 +1,4 @@
-//! NIfTI-1 / NIfTI-2 single-file reader (`.nii` memory-mapped, `.nii.gz` inflated by
+//! NIfTI-1 / NIfTI-2 single-file reader (`.nii` read in one positioned read, `.nii.gz` inflated by
 //! libdeflate in one call, or streamed through zlib-rs when the gzip trailer does not
 //! match the header), returning the voxels exactly as nibabel's `np.asanyarray(img.dataobj)` holds
 //! them: the on-disk type when the header does not scale, float64 `raw * slope + inter`
@@ -362,9 +362,9 @@ impl Volume {
     }
 }
 
-/// Zeroed 8-byte words holding at least `nbytes` bytes (calloc: pages appear on write).
+/// Zeroed 8-byte words holding at least `nbytes` bytes (pages, huge where possible, appear on write).
 fn words_for(nbytes: usize) -> Vec<u64> {
-    vec![0u64; nbytes.div_ceil(8)]
+    crate::buffer::zeroed(nbytes.div_ceil(8))
 }
 
 fn is_gzip(path: &Path) -> Result<bool, Error> {
@@ -446,20 +446,40 @@ pub fn read(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
 
 fn read_plain(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let file = open(path)?;
-    // SAFETY: the map is read-only and dropped before returning; a file truncated by
-    // another process while we copy could fault, the same contract nibabel's memmap has.
-    let map =
-        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| data(path, format!("cannot map: {e}")))?;
-    read_plain_bytes(&map, path, max_bytes)
+    let len = file
+        .metadata()
+        .map_err(|e| data(path, format!("cannot stat: {e}")))?
+        .len();
+    let mut block = vec![0u8; NIFTI2_SIZE];
+    let n =
+        read_up_to(&mut &file, &mut block).map_err(|e| data(path, format!("cannot read: {e}")))?;
+    let (header, start, nbytes) = plain_layout(&block[..n], len, path, max_bytes)?;
+    // a positioned read straight into a fresh buffer: the kernel copies from the page
+    // cache once, where a memory map would fault every page in and copy it again
+    let mut words = crate::buffer::read_words_at(&file, start, nbytes)
+        .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
+    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes];
+    to_native(&header, bytes);
+    Ok(Volume {
+        header,
+        words,
+        start: 0,
+        len: nbytes,
+    })
 }
 
-/// Uncompressed `.nii` bytes (`path` only names them in errors).
-pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
-    let len = file.len() as u64;
-    let header = parse_header(&file[..file.len().min(NIFTI2_SIZE)]).map_err(|r| data(path, r))?;
+/// Header, voxel offset and voxel byte count of an uncompressed file of `len` bytes whose
+/// first bytes are `head`, checked against the file size and the cap before any allocation.
+fn plain_layout(
+    head: &[u8],
+    len: u64,
+    path: &Path,
+    max_bytes: usize,
+) -> Result<(Header, u64, usize), Error> {
+    let header = parse_header(head).map_err(|r| data(path, r))?;
     let nbytes = check_size(path, &header, max_bytes)?;
     let start = data_offset(&header);
-    let end = start
+    start
         .checked_add(nbytes as u64)
         .filter(|&e| e <= len)
         .ok_or_else(|| {
@@ -472,9 +492,16 @@ pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Vo
                 ),
             )
         })?;
+    Ok((header, start, nbytes))
+}
+
+/// Uncompressed `.nii` bytes already in memory (`path` only names them in errors).
+pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+    let head = &file[..file.len().min(NIFTI2_SIZE)];
+    let (header, start, nbytes) = plain_layout(head, file.len() as u64, path, max_bytes)?;
     let mut words = words_for(nbytes);
     let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes];
-    bytes.copy_from_slice(&file[start as usize..end as usize]);
+    bytes.copy_from_slice(&file[start as usize..start as usize + nbytes]);
     to_native(&header, bytes);
     Ok(Volume {
         header,
