@@ -240,8 +240,8 @@ pub fn decode(
 ) -> Result<Decoded, Error> {
     let (pixels, c, h, w) = decode_image(image)?;
     let resized = resize_linear(&pixels, c, h, w, size[0], size[1]);
-    let (label, foreground) = match label {
-        None => (None, Vec::new()),
+    let label = match label {
+        None => None,
         Some(path) => {
             let (mask, mh, mw) = decode_mask(path)?;
             if (mh, mw) != (h, w) {
@@ -250,21 +250,13 @@ pub fn decode(
                     format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
                 ));
             }
-            let m = resize_nearest(&mask, h, w, size[0], size[1]);
-            let fg = m
-                .iter()
-                .enumerate()
-                .filter(|(_, &v)| v != 0)
-                .map(|(i, _)| i as u32)
-                .collect();
-            (Some(m), fg)
+            Some(resize_nearest(&mask, h, w, size[0], size[1]))
         }
     };
-    Ok(Decoded {
-        shape: [size[0], size[1], 1],
-        channels: c,
-        image: resized,
-        label,
-        foreground,
-    })
+    Ok(Decoded::from_2d(
+        size[0],
+        size[1],
+        &resized,
+        label.as_deref(),
+    ))
 }

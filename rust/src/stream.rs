@@ -323,6 +323,26 @@ fn source(o: [usize; 3], p: [usize; 3], spec: &SampleSpec, plane: (usize, usize)
     q
 }
 
+/// out = rot90(flip(crop)): each output voxel from its source in the un-augmented crop.
+fn permute<T: Copy>(
+    crop: &[T],
+    out: &mut [T],
+    p: [usize; 3],
+    spec: &SampleSpec,
+    plane: (usize, usize),
+) {
+    let mut idx = 0;
+    for x in 0..p[0] {
+        for y in 0..p[1] {
+            for z in 0..p[2] {
+                let q = source([x, y, z], p, spec, plane);
+                out[idx] = crop[(q[0] * p[1] + q[1]) * p[2] + q[2]];
+                idx += 1;
+            }
+        }
+    }
+}
+
 /// Crop (zero outside the volume), flip/rotate, then intensity-augment one sample.
 fn render(
     cfg: &Config,
@@ -332,45 +352,29 @@ fn render(
     label: Option<&mut [u8]>,
 ) {
     let p = cfg.patch;
-    let s = vol.shape;
     let n = p[0] * p[1] * p[2];
+    let channels = vol.channels.len();
     let plane = cfg.rot90.unwrap_or((0, 1));
-    let plain = spec.rot90 == 0 && spec.flip == [false; 3];
-    let mut label = label;
-    let mut idx = 0;
-    for x in 0..p[0] {
-        for y in 0..p[1] {
-            for z in 0..p[2] {
-                let q = if plain {
-                    [x, y, z]
-                } else {
-                    source([x, y, z], p, spec, plane)
-                };
-                let sx = spec.origin[0] + q[0] as i64;
-                let sy = spec.origin[1] + q[1] as i64;
-                let sz = spec.origin[2] + q[2] as i64;
-                let inside = sx >= 0
-                    && sy >= 0
-                    && sz >= 0
-                    && (sx as usize) < s[0]
-                    && (sy as usize) < s[1]
-                    && (sz as usize) < s[2];
-                let at = if inside {
-                    Some(((sx as usize) * s[1] + sy as usize) * s[2] + sz as usize)
-                } else {
-                    None
-                };
-                for c in 0..vol.channels {
-                    image[c * n + idx] = at.map_or(0.0, |i| vol.image[c * s[0] * s[1] * s[2] + i]);
-                }
-                if let (Some(out), Some(src)) = (label.as_deref_mut(), vol.label.as_ref()) {
-                    out[idx] = at.map_or(0, |i| src[i]);
-                }
-                idx += 1;
-            }
+    if spec.rot90 == 0 && spec.flip == [false; 3] {
+        for c in 0..channels {
+            vol.crop_image(c, spec.origin, p, &mut image[c * n..(c + 1) * n]);
+        }
+        if let Some(out) = label {
+            vol.crop_label(spec.origin, p, out);
+        }
+    } else {
+        let mut crop = vec![0f32; n];
+        for c in 0..channels {
+            vol.crop_image(c, spec.origin, p, &mut crop);
+            permute(&crop, &mut image[c * n..(c + 1) * n], p, spec, plane);
+        }
+        if let Some(out) = label {
+            let mut crop = vec![0u8; n];
+            vol.crop_label(spec.origin, p, &mut crop);
+            permute(&crop, out, p, spec, plane);
         }
     }
-    for c in 0..vol.channels {
+    for c in 0..channels {
         let ch = &mut image[c * n..(c + 1) * n];
         if spec.scale != 1.0 || spec.shift != 0.0 {
             for v in ch.iter_mut() {
@@ -394,7 +398,7 @@ fn render(
             }
         }
     }
-    colour(cfg, spec, &mut image[..vol.channels * n], vol.channels, n);
+    colour(cfg, spec, &mut image[..channels * n], channels, n);
 }
 
 /// torchvision ColorJitter order: brightness, contrast (blend with the mean grey level),
@@ -541,11 +545,11 @@ impl Epoch {
             specs.push(draw(&self.cfg, &vol, case, &mut rng));
             vols.push(vol);
         }
-        let channels = vols[0].channels;
-        if let Some(v) = vols.iter().find(|v| v.channels != channels) {
+        let channels = vols[0].channels.len();
+        if let Some(v) = vols.iter().find(|v| v.channels.len() != channels) {
             return Err(Error::InvalidArgument(format!(
                 "cases in one batch have {channels} and {} image channels",
-                v.channels
+                v.channels.len()
             )));
         }
         let mut image = vec![0f32; size * channels * n];

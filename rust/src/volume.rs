@@ -1,12 +1,18 @@
-//! Decoded, normalised volumes as the stream caches them: float32 image channels and a
-//! uint8 label in C order [C, X, Y, Z] (z fastest: a crop copies contiguous z-runs), plus
-//! a sample of foreground voxel positions for foreground-oversampled crops.
+//! Decoded volumes as the stream caches them: the voxels exactly as the file stores them
+//! (NIfTI order, x fastest, on-disk type) plus, per channel, the normalisation as a clamp
+//! and an affine map applied only to the voxels a crop reads.
+//!
+//! Why not a normalised float32 copy in C order: that copy cost a second pass over every
+//! voxel, a transposition and twice the memory of an int16 volume, for every decode; a
+//! crop reads ~1 % of an LA volume. Statistics (mean, std, percentiles) still come from one
+//! pass over all voxels, so a crop is normalised exactly as the whole volume would be.
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::errors::Error;
-use crate::nifti;
+use crate::nifti::{self, DType};
 
-/// How image intensities are normalised, per channel, once per decoded volume.
+/// How image intensities are normalised, per channel, from statistics of the whole volume.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Norm {
     None,
@@ -26,27 +32,439 @@ pub enum Norm {
     },
 }
 
+/// `(clamp(v, lo, hi) - sub) * mul`, in float64 like the reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueMap {
+    lo: f64,
+    hi: f64,
+    sub: f64,
+    mul: f64,
+}
+
+impl ValueMap {
+    pub const IDENTITY: ValueMap = ValueMap {
+        lo: f64::NEG_INFINITY,
+        hi: f64::INFINITY,
+        sub: 0.0,
+        mul: 1.0,
+    };
+
+    #[inline]
+    fn apply(&self, v: f64) -> f32 {
+        ((v.clamp(self.lo, self.hi) - self.sub) * self.mul) as f32
+    }
+}
+
+/// A voxel type as stored on disk.
+pub trait Voxel: bytemuck::Pod + PartialEq {
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! voxel {
+    ($($t:ty),*) => { $(impl Voxel for $t { #[inline] fn to_f64(self) -> f64 { self as f64 } })* };
+}
+voxel!(u8, i8, i16, u16, i32, u32, i64, u64, f32, f64);
+
+/// Run `$body` with `$T` bound to the Rust type of a `DType`.
+macro_rules! with_voxel_type {
+    ($dtype:expr, $T:ident, $body:expr) => {
+        match $dtype {
+            DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            DType::U64 => {
+                type $T = u64;
+                $body
+            }
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+        }
+    };
+}
+
+/// One channel's voxels: `len` values of `dtype` from byte `start` of a shared buffer (the
+/// channels of a 4D file share one), scaled as nibabel scales them, then `map`ped.
+#[derive(Clone)]
+pub struct Channel {
+    words: Arc<Vec<u64>>,
+    start: usize,
+    len: usize,
+    dtype: DType,
+    scaling: Option<(f64, f64)>,
+    pub map: ValueMap,
+}
+
+/// Voxel value as nibabel gives it: raw, or `raw · slope + inter` (multiply only when the
+/// slope is not 1, add only when the intercept is not 0), rounded once to float32 as the
+/// float32 array the reference normalises.
+#[inline]
+fn scaled<T: Voxel>(v: T, scaling: Option<(f64, f64)>) -> f64 {
+    let mut x = v.to_f64();
+    if let Some((slope, inter)) = scaling {
+        if slope != 1.0 {
+            x *= slope;
+        }
+        if inter != 0.0 {
+            x += inter;
+        }
+    }
+    x as f32 as f64
+}
+
+impl Channel {
+    /// Values held in memory (2D images: float32 in their final range, uint8 labels).
+    fn from_values<T: Voxel>(values: &[T], dtype: DType) -> Channel {
+        let bytes = std::mem::size_of_val(values);
+        let mut words: Vec<u64> = crate::buffer::zeroed(bytes.div_ceil(8));
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes]
+            .copy_from_slice(bytemuck::cast_slice(values));
+        Channel {
+            words: Arc::new(words),
+            start: 0,
+            len: values.len(),
+            dtype,
+            scaling: None,
+            map: ValueMap::IDENTITY,
+        }
+    }
+
+    fn values<T: Voxel>(&self) -> &[T] {
+        let bytes = bytemuck::cast_slice::<u64, u8>(&self.words);
+        // `nifti::Volume::aligned` puts voxels at an offset their size divides
+        bytemuck::cast_slice(&bytes[self.start..self.start + self.len * std::mem::size_of::<T>()])
+    }
+
+    /// Visit every voxel's scaled value (before `map`).
+    fn for_each(&self, mut f: impl FnMut(f64)) {
+        let s = self.scaling;
+        with_voxel_type!(self.dtype, T, {
+            for &v in self.values::<T>() {
+                f(scaled(v, s));
+            }
+        })
+    }
+
+    /// (scaled value, count) of every value present, ascending, for 8- and 16-bit voxels:
+    /// one histogram pass replaces the passes over every voxel that the statistics need,
+    /// and gives exact percentiles without sorting. None for wider types.
+    fn value_counts(&self) -> Option<Vec<(f64, u64)>> {
+        fn histogram<T: Voxel>(values: &[T], bins: usize, bin: impl Fn(T) -> usize) -> Vec<u64> {
+            let mut counts = vec![0u64; bins];
+            for &v in values {
+                counts[bin(v)] += 1;
+            }
+            counts
+        }
+        let (counts, first): (Vec<u64>, i64) = match self.dtype {
+            DType::U8 => (histogram(self.values::<u8>(), 256, |v| v as usize), 0),
+            DType::I8 => (
+                histogram(self.values::<i8>(), 256, |v| (v as i16 + 128) as usize),
+                -128,
+            ),
+            DType::U16 => (histogram(self.values::<u16>(), 1 << 16, |v| v as usize), 0),
+            DType::I16 => (
+                histogram(self.values::<i16>(), 1 << 16, |v| {
+                    (v as i32 + 32768) as usize
+                }),
+                -32768,
+            ),
+            _ => return None,
+        };
+        let mut pairs: Vec<(f64, u64)> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(b, &c)| (scaled((first + b as i64) as f64, self.scaling), c))
+            .collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0)); // a negative slope reverses the bins
+        Some(pairs)
+    }
+
+    /// `f(value, weight)` over the channel: its value counts when given, else every voxel.
+    fn visit(&self, counts: Option<&[(f64, u64)]>, mut f: impl FnMut(f64, u64)) {
+        match counts {
+            Some(pairs) => pairs.iter().for_each(|&(v, c)| f(v, c)),
+            None => self.for_each(|v| f(v, 1)),
+        }
+    }
+
+    /// The normalisation of `norm` from this channel's own statistics.
+    fn normalisation(&self, norm: Norm) -> ValueMap {
+        if matches!(norm, Norm::None | Norm::Window { .. }) {
+            return fixed_map(norm);
+        }
+        let counts = self.value_counts();
+        let counts = counts.as_deref();
+        let (lo, hi) = match norm {
+            Norm::Percentile { lo, hi } => match counts {
+                Some(pairs) => count_percentiles(pairs, lo, hi),
+                None => {
+                    let mut values = Vec::with_capacity(self.len);
+                    self.for_each(|v| values.push(v as f32));
+                    let (a, b) = percentiles(&mut values, lo, hi);
+                    (a as f64, b as f64)
+                }
+            },
+            _ => (f64::NEG_INFINITY, f64::INFINITY),
+        };
+        let mut any_nonzero = false;
+        if norm == (Norm::ZScore { nonzero: true }) {
+            self.visit(counts, |v, _| any_nonzero |= v != 0.0);
+        }
+        // mean and population std (numpy's, ddof 0) of the clamped values that count, in
+        // two passes for accuracy; std floored at 1e-6
+        let keep = |v: f64| !any_nonzero || v != 0.0;
+        let (mut n, mut sum) = (0u64, 0f64);
+        self.visit(counts, |v, c| {
+            if keep(v) {
+                n += c;
+                sum += v.clamp(lo, hi) * c as f64;
+            }
+        });
+        let mean = if n == 0 { 0.0 } else { sum / n as f64 };
+        let mut sq = 0f64;
+        self.visit(counts, |v, c| {
+            if keep(v) {
+                sq += (v.clamp(lo, hi) - mean).powi(2) * c as f64;
+            }
+        });
+        let std = if n == 0 {
+            1.0
+        } else {
+            (sq / n as f64).sqrt().max(1e-6)
+        };
+        ValueMap {
+            lo,
+            hi,
+            sub: mean,
+            mul: 1.0 / std,
+        }
+    }
+}
+
+/// The map of a normalisation that needs no statistics (none, window).
+fn fixed_map(norm: Norm) -> ValueMap {
+    match norm {
+        Norm::Window { lo, hi } => ValueMap {
+            lo: lo as f64,
+            hi: hi as f64,
+            sub: lo as f64,
+            mul: 1.0 / (hi - lo).max(1e-6) as f64,
+        },
+        _ => ValueMap::IDENTITY,
+    }
+}
+
+/// Nearest-rank percentiles (index round(q · (n − 1)) of the sorted values) from
+/// ascending value counts.
+fn count_percentiles(pairs: &[(f64, u64)], lo: f64, hi: f64) -> (f64, f64) {
+    let n: u64 = pairs.iter().map(|p| p.1).sum();
+    let at = |q: f64| {
+        let rank = ((q / 100.0) * (n - 1) as f64).round() as u64;
+        let mut seen = 0;
+        for &(v, c) in pairs {
+            seen += c;
+            if rank < seen {
+                return v;
+            }
+        }
+        pairs[pairs.len() - 1].0
+    };
+    (at(lo), at(hi))
+}
+
+/// The values at the [lo, hi] percentiles, nearest rank (index round(q · (n − 1))).
+fn percentiles(values: &mut [f32], lo: f64, hi: f64) -> (f32, f32) {
+    let rank = |q: f64| ((q / 100.0) * (values.len() - 1) as f64).round() as usize;
+    let (i, j) = (rank(lo), rank(hi).max(rank(lo)));
+    let (_, &mut a, rest) = values.select_nth_unstable_by(i, f32::total_cmp);
+    let b = if j == i {
+        a
+    } else {
+        *rest.select_nth_unstable_by(j - i - 1, f32::total_cmp).1
+    };
+    (a, b)
+}
+
 pub struct Decoded {
+    /// spatial shape [X, Y, Z]
     pub shape: [usize; 3],
-    pub channels: usize,
-    pub image: Vec<f32>,
-    pub label: Option<Vec<u8>>,
+    /// element strides of x, y, z in every channel and the label
+    pub strides: [usize; 3],
+    pub channels: Vec<Channel>,
+    /// label values, checked to be whole numbers in 0..=255 at decode
+    pub label: Option<Channel>,
     /// linear indices (C order over [X, Y, Z]) of up to `MAX_FG` foreground voxels
     pub foreground: Vec<u32>,
+    bytes: usize,
 }
 
 const MAX_FG: usize = 100_000;
 
 impl Decoded {
     pub fn bytes(&self) -> usize {
-        self.image.len() * 4 + self.label.as_ref().map_or(0, Vec::len) + self.foreground.len() * 4
+        self.bytes
+    }
+
+    /// A 2D case: float32 channels [C][H·W] (row-major) and an optional uint8 label.
+    pub fn from_2d(h: usize, w: usize, channels: &[f32], label: Option<&[u8]>) -> Decoded {
+        let n = h * w;
+        let channels: Vec<Channel> = channels
+            .chunks_exact(n)
+            .map(|c| Channel::from_values(c, DType::F32))
+            .collect();
+        let label = label.map(|l| Channel::from_values(l, DType::U8));
+        let foreground = label
+            .as_ref()
+            .map(|l| sample_foreground(l, [h, w, 1], [w, 1, 1]))
+            .unwrap_or_default();
+        Decoded::assemble([h, w, 1], [w, 1, 1], channels, label, foreground)
+    }
+
+    fn assemble(
+        shape: [usize; 3],
+        strides: [usize; 3],
+        channels: Vec<Channel>,
+        label: Option<Channel>,
+        foreground: Vec<u32>,
+    ) -> Decoded {
+        let mut buffers: Vec<&Arc<Vec<u64>>> = Vec::new();
+        for ch in channels.iter().chain(&label) {
+            if !buffers.iter().any(|b| Arc::ptr_eq(b, &ch.words)) {
+                buffers.push(&ch.words);
+            }
+        }
+        let bytes = buffers.iter().map(|b| b.len() * 8).sum::<usize>() + foreground.len() * 4;
+        Decoded {
+            shape,
+            strides,
+            channels,
+            label,
+            foreground,
+            bytes,
+        }
+    }
+
+    /// Crop channel `c` at `origin` (zero outside the volume) into `out`, C order over the
+    /// patch, normalised.
+    pub fn crop_image(&self, c: usize, origin: [i64; 3], patch: [usize; 3], out: &mut [f32]) {
+        let ch = &self.channels[c];
+        let (s, map) = (ch.scaling, ch.map);
+        with_voxel_type!(ch.dtype, T, {
+            gather(
+                ch.values::<T>(),
+                self.shape,
+                self.strides,
+                origin,
+                patch,
+                out,
+                |v: T| map.apply(scaled(v, s)),
+            )
+        })
+    }
+
+    /// Crop the label like `crop_image` (values were checked to fit uint8 at decode).
+    pub fn crop_label(&self, origin: [i64; 3], patch: [usize; 3], out: &mut [u8]) {
+        let Some(ch) = &self.label else { return };
+        let s = ch.scaling;
+        with_voxel_type!(ch.dtype, T, {
+            gather(
+                ch.values::<T>(),
+                self.shape,
+                self.strides,
+                origin,
+                patch,
+                out,
+                |v: T| scaled(v, s) as u8,
+            )
+        })
     }
 }
 
-/// Values of a volume as f32 in NIfTI order (x fastest), scaled as nibabel scales them
-/// (in float64, then rounded once to float32).
-fn values(vol: &nifti::Volume) -> Result<Vec<f32>, String> {
-    Ok(vol.map_values(vol.header.scaling()?, |x| x as f32))
+/// out[(x·py + y)·pz + z] = conv(src[(origin + (x, y, z)) · strides]), zero outside `shape`.
+/// Reads run along the source's contiguous axis: z-runs when z is contiguous (2D images),
+/// otherwise (NIfTI, x contiguous) 16-wide z tiles so each source row is read in order and
+/// each output cache line is written whole.
+fn gather<T: Copy, O: Copy + Default>(
+    src: &[T],
+    shape: [usize; 3],
+    strides: [usize; 3],
+    origin: [i64; 3],
+    patch: [usize; 3],
+    out: &mut [O],
+    conv: impl Fn(T) -> O,
+) {
+    let [_, py, pz] = patch;
+    let mut lo = [0usize; 3]; // first patch index inside the volume, per axis
+    let mut hi = [0usize; 3]; // one past the last
+    for d in 0..3 {
+        lo[d] = (-origin[d]).clamp(0, patch[d] as i64) as usize;
+        hi[d] = (shape[d] as i64 - origin[d]).clamp(lo[d] as i64, patch[d] as i64) as usize;
+    }
+    if lo != [0; 3] || hi != patch {
+        out.fill(O::default());
+    }
+    if (0..3).any(|d| lo[d] >= hi[d]) {
+        return;
+    }
+    let at = |d: usize, i: usize| (origin[d] + i as i64) as usize * strides[d];
+    if strides[2] == 1 {
+        for x in lo[0]..hi[0] {
+            for y in lo[1]..hi[1] {
+                let row = at(0, x) + at(1, y);
+                let dst = &mut out[(x * py + y) * pz..][lo[2]..hi[2]];
+                let src_row = &src[row + at(2, lo[2])..][..hi[2] - lo[2]];
+                for (o, &v) in dst.iter_mut().zip(src_row) {
+                    *o = conv(v);
+                }
+            }
+        }
+        return;
+    }
+    const TILE: usize = 16;
+    for y in lo[1]..hi[1] {
+        for z0 in (lo[2]..hi[2]).step_by(TILE) {
+            let z1 = (z0 + TILE).min(hi[2]);
+            for x in lo[0]..hi[0] {
+                let base = at(0, x) + at(1, y);
+                let dst = &mut out[(x * py + y) * pz..];
+                for z in z0..z1 {
+                    dst[z] = conv(src[base + at(2, z)]);
+                }
+            }
+        }
+    }
 }
 
 /// (shape [X, Y, Z], channels) of a NIfTI shape: 3D, or 4D with channels last (MSD).
@@ -58,86 +476,56 @@ fn spatial(shape: &[usize]) -> Result<([usize; 3], usize), String> {
     }
 }
 
-/// x-fastest (NIfTI) block of one channel → z-fastest C order: a 3D axis reversal done
-/// in 32×32 (x, z) tiles per y so both the reads (x runs) and the writes (z runs) stay in
-/// cache; a plain loop strides by a whole x–y slab per voxel and is ~10× slower on LA sizes.
-fn to_c_order(src: &[f32], s: [usize; 3], dst: &mut [f32]) {
-    const TILE: usize = 32;
-    let (nx, ny, nz) = (s[0], s[1], s[2]);
-    for y in 0..ny {
-        for z0 in (0..nz).step_by(TILE) {
-            for x0 in (0..nx).step_by(TILE) {
-                for z in z0..(z0 + TILE).min(nz) {
-                    let row = &src[nx * (y + ny * z)..];
-                    for x in x0..(x0 + TILE).min(nx) {
-                        dst[(x * ny + y) * nz + z] = row[x];
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Mean and population standard deviation (numpy's ``std``, ddof 0) of the voxels that
-/// pass `keep`, in two passes for accuracy; the std is floored at 1e-6.
-fn mean_std(channel: &[f32], keep: impl Fn(f32) -> bool) -> (f64, f64) {
-    let (mut n, mut sum) = (0usize, 0f64);
-    for &v in channel.iter().filter(|v| keep(**v)) {
-        n += 1;
-        sum += v as f64;
-    }
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let mean = sum / n as f64;
-    let sq: f64 = channel
-        .iter()
-        .filter(|v| keep(**v))
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum();
-    (mean, (sq / n as f64).sqrt().max(1e-6))
-}
-
-fn normalise(channel: &mut [f32], norm: Norm) {
-    let zscore = |channel: &mut [f32], (mean, std): (f64, f64)| {
-        for v in channel.iter_mut() {
-            *v = ((*v as f64 - mean) / std) as f32;
-        }
-    };
-    match norm {
-        Norm::None => {}
-        Norm::ZScore { nonzero } => {
-            let use_nonzero = nonzero && channel.iter().any(|v| *v != 0.0);
-            let stats = mean_std(channel, |v| !use_nonzero || v != 0.0);
-            zscore(channel, stats);
-        }
-        Norm::Percentile { lo, hi } => {
-            let mut sorted: Vec<f32> = channel.to_vec();
-            sorted.sort_by(f32::total_cmp);
-            let at = |q: f64| sorted[((q / 100.0) * (sorted.len() - 1) as f64).round() as usize];
-            let (a, b) = (at(lo), at(hi));
-            for v in channel.iter_mut() {
-                *v = v.clamp(a, b);
-            }
-            let stats = mean_std(channel, |_| true);
-            zscore(channel, stats);
-        }
-        Norm::Window { lo, hi } => {
-            let span = (hi - lo).max(1e-6);
-            for v in channel.iter_mut() {
-                *v = (v.clamp(lo, hi) - lo) / span;
-            }
-        }
-    }
-}
-
-fn read(path: &Path, max_bytes: usize) -> Result<(Vec<f32>, Vec<usize>), Error> {
+/// The channels of one NIfTI file (one per 4D volume), sharing its buffer.
+fn file_channels(path: &Path, max_bytes: usize) -> Result<([usize; 3], Vec<Channel>), Error> {
     let vol = nifti::read(path, max_bytes)?;
-    let vals = values(&vol).map_err(|r| nifti::data(path, r))?;
-    Ok((vals, vol.header.shape.clone()))
+    let (s, c) = spatial(&vol.header.shape).map_err(|r| nifti::data(path, r))?;
+    let scaling = vol.header.scaling().map_err(|r| nifti::data(path, r))?;
+    let dtype = vol.header.dtype;
+    let n = s[0] * s[1] * s[2];
+    let words = Arc::new(vol.words);
+    let channels = (0..c)
+        .map(|k| Channel {
+            words: words.clone(),
+            start: vol.start + k * n * dtype.size(),
+            len: n,
+            dtype,
+            scaling,
+            map: ValueMap::IDENTITY,
+        })
+        .collect();
+    Ok((s, channels))
 }
 
-/// Decode, check and normalise one case (images as channels, optional label).
+/// Linear C-order indices of up to `MAX_FG` nonzero label voxels, evenly strided.
+fn sample_foreground(label: &Channel, shape: [usize; 3], strides: [usize; 3]) -> Vec<u32> {
+    // element i of the buffer → (x, y, z) from the strides → C order
+    let position = |i: usize| {
+        let (x, y, z) = if strides[2] == 1 {
+            (i / strides[0], (i / strides[1]) % shape[1], i % shape[2])
+        } else {
+            (i % shape[0], (i / strides[1]) % shape[1], i / strides[2])
+        };
+        ((x * shape[1] + y) * shape[2] + z) as u32
+    };
+    fn strided<T: Voxel>(values: &[T], position: impl Fn(usize) -> u32) -> Vec<u32> {
+        let zero = T::zeroed();
+        let count = values.iter().filter(|&&v| v != zero).count();
+        let step = count.div_ceil(MAX_FG).max(1);
+        let picked = values.iter().enumerate().filter(|(_, &v)| v != zero);
+        picked.step_by(step).map(|(i, _)| position(i)).collect()
+    }
+    if label.scaling.is_some() {
+        // a scaled label's zero need not be a raw zero: decide on the scaled values
+        let mut nonzero = Vec::with_capacity(label.len);
+        label.for_each(|v| nonzero.push(u8::from(v != 0.0)));
+        return strided(&nonzero, position);
+    }
+    with_voxel_type!(label.dtype, T, strided(label.values::<T>(), position))
+}
+
+/// Decode and check one case (images as channels, optional label) and compute each
+/// channel's normalisation; the voxels stay as stored.
 pub fn decode(
     images: &[PathBuf],
     label: Option<&PathBuf>,
@@ -145,11 +533,9 @@ pub fn decode(
     max_bytes: usize,
 ) -> Result<Decoded, Error> {
     let mut shape: Option<[usize; 3]> = None;
-    let mut image = Vec::new();
-    let mut channels = 0;
+    let mut channels = Vec::new();
     for path in images {
-        let (vals, dims) = read(path, max_bytes)?;
-        let (s, c) = spatial(&dims).map_err(|r| nifti::data(path, r))?;
+        let (s, chans) = file_channels(path, max_bytes)?;
         if let Some(first) = shape {
             if first != s {
                 return Err(nifti::data(
@@ -159,62 +545,107 @@ pub fn decode(
             }
         }
         shape = Some(s);
-        let n = s[0] * s[1] * s[2];
-        for ch in 0..c {
-            let start = image.len();
-            image.resize(start + n, 0.0);
-            to_c_order(&vals[ch * n..(ch + 1) * n], s, &mut image[start..]);
-            normalise(&mut image[start..], norm);
+        for mut ch in chans {
+            ch.map = ch.normalisation(norm);
+            channels.push(ch);
         }
-        channels += c;
     }
     let shape = shape.ok_or_else(|| Error::InvalidArgument("a case needs an image".into()))?;
-    let n = shape[0] * shape[1] * shape[2];
-    if n > u32::MAX as usize {
+    if shape.iter().product::<usize>() > u32::MAX as usize {
         return Err(Error::InvalidArgument(
             "volumes over 2^32 voxels are not supported".into(),
         ));
     }
+    let strides = [1, shape[0], shape[0] * shape[1]]; // NIfTI: x fastest
     let (label, foreground) = match label {
         None => (None, Vec::new()),
         Some(path) => {
-            let (vals, dims) = read(path, max_bytes)?;
-            let (s, c) = spatial(&dims).map_err(|r| nifti::data(path, r))?;
-            if s != shape || c != 1 {
+            let (s, mut chans) = file_channels(path, max_bytes)?;
+            if s != shape || chans.len() != 1 {
                 return Err(nifti::data(
                     path,
-                    format!("label shape {dims:?} does not match the image's {shape:?}"),
+                    format!(
+                        "label shape {s:?}×{} does not match the image's {shape:?}",
+                        chans.len()
+                    ),
                 ));
             }
-            let mut c_order = vec![0f32; n];
-            to_c_order(&vals, s, &mut c_order);
-            let mut out = vec![0u8; n];
-            for (o, &v) in out.iter_mut().zip(&c_order) {
-                if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
+            let ch = chans.remove(0);
+            if ch.dtype != DType::U8 || ch.scaling.is_some() {
+                let mut bad = None;
+                ch.for_each(|v| {
+                    if bad.is_none() && (!(0.0..=255.0).contains(&v) || v.fract() != 0.0) {
+                        bad = Some(v);
+                    }
+                });
+                if let Some(v) = bad {
                     return Err(nifti::data(
                         path,
                         format!("label value {v} is not a whole number in 0..255"),
                     ));
                 }
-                *o = v as u8;
             }
-            let count = out.iter().filter(|&&v| v != 0).count();
-            let step = count.div_ceil(MAX_FG).max(1);
-            let fg = out
-                .iter()
-                .enumerate()
-                .filter(|(_, &v)| v != 0)
-                .step_by(step)
-                .map(|(i, _)| i as u32)
-                .collect();
-            (Some(out), fg)
+            let fg = sample_foreground(&ch, shape, strides);
+            (Some(ch), fg)
         }
     };
-    Ok(Decoded {
-        shape,
-        channels,
-        image,
-        label,
-        foreground,
-    })
+    Ok(Decoded::assemble(
+        shape, strides, channels, label, foreground,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The obvious per-voxel crop.
+    fn naive(src: &[u16], s: [usize; 3], st: [usize; 3], o: [i64; 3], p: [usize; 3]) -> Vec<u16> {
+        let mut out = vec![0u16; p.iter().product()];
+        for x in 0..p[0] {
+            for y in 0..p[1] {
+                for z in 0..p[2] {
+                    let q = [o[0] + x as i64, o[1] + y as i64, o[2] + z as i64];
+                    if (0..3).all(|d| q[d] >= 0 && (q[d] as usize) < s[d]) {
+                        let i: usize = (0..3).map(|d| q[d] as usize * st[d]).sum();
+                        out[(x * p[1] + y) * p[2] + z] = src[i];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn gather_equals_the_naive_crop_in_both_layouts_with_padding() {
+        let s = [7usize, 5, 19];
+        let src: Vec<u16> = (0..(s[0] * s[1] * s[2]) as u16).collect();
+        let layouts = [[1, s[0], s[0] * s[1]], [s[1] * s[2], s[2], 1]];
+        let origins = [
+            [0i64, 0, 0],
+            [-2, 1, 3],
+            [4, -3, 10],
+            [-9, 0, 0],
+            [1, 1, -30],
+        ];
+        for st in layouts {
+            for o in origins {
+                for p in [[3usize, 4, 17], [9, 8, 21], [1, 1, 1]] {
+                    let mut out = vec![99u16; p.iter().product()];
+                    gather(&src, s, st, o, p, &mut out, |v| v);
+                    assert_eq!(out, naive(&src, s, st, o, p), "{st:?} {o:?} {p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut v: Vec<f32> = (0..101).rev().map(|i| i as f32).collect();
+        assert_eq!(percentiles(&mut v, 1.0, 99.0), (1.0, 99.0));
+        assert_eq!(percentiles(&mut v, 0.5, 99.5), (1.0, 100.0)); // ranks round half up
+        let mut v = vec![3.0f32];
+        assert_eq!(percentiles(&mut v, 0.0, 100.0), (3.0, 3.0));
+        let mut v: Vec<f32> = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(percentiles(&mut v, 50.0, 50.0), (3.0, 3.0));
+    }
 }
