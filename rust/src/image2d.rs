@@ -26,64 +26,114 @@ fn is_jpeg(path: &Path) -> bool {
 }
 
 /// PIL's separable resampling weights for one axis (bilinear = triangle filter, support
-/// scaled by the reduction factor when shrinking).
-fn weights(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = input as f64 / output as f64;
-    let (support, inv) = if scale >= 1.0 {
-        (scale, 1.0 / scale)
-    } else {
-        (1.0, 1.0)
-    };
-    (0..output)
-        .map(|i| {
-            let centre = scale * (i as f64 + 0.5);
-            let lo = ((centre - support + 0.5) as isize).max(0) as usize;
-            let hi = ((centre + support + 0.5) as usize).min(input);
-            let mut w: Vec<f64> = (lo..hi)
-                .map(|j| {
-                    let x = (j as f64 - centre + 0.5) * inv;
-                    (1.0 - x.abs()).max(0.0)
-                })
-                .collect();
-            let total: f64 = w.iter().sum();
-            if total > 0.0 {
-                w.iter_mut().for_each(|v| *v /= total);
-            }
-            (lo, w.into_iter().map(|v| v as f32).collect())
-        })
-        .collect()
+/// scaled by the reduction factor when shrinking): per output pixel the first input index
+/// and its taps, flattened with a fixed stride so the inner loops index one array.
+struct Taps {
+    first: Vec<usize>,
+    count: Vec<usize>,
+    stride: usize,
+    weights: Vec<f32>,
 }
 
-/// [C, H, W] → [C, h, w], anti-aliased bilinear, horizontal pass first (as PIL and torch).
+impl Taps {
+    fn new(input: usize, output: usize) -> Taps {
+        let scale = input as f64 / output as f64;
+        let (support, inv) = if scale >= 1.0 {
+            (scale, 1.0 / scale)
+        } else {
+            (1.0, 1.0)
+        };
+        let per: Vec<(usize, Vec<f64>)> = (0..output)
+            .map(|i| {
+                let centre = scale * (i as f64 + 0.5);
+                let lo = ((centre - support + 0.5) as isize).max(0) as usize;
+                let hi = ((centre + support + 0.5) as usize).min(input);
+                let mut w: Vec<f64> = (lo..hi)
+                    .map(|j| {
+                        let x = (j as f64 - centre + 0.5) * inv;
+                        (1.0 - x.abs()).max(0.0)
+                    })
+                    .collect();
+                let total: f64 = w.iter().sum();
+                if total > 0.0 {
+                    w.iter_mut().for_each(|v| *v /= total);
+                }
+                (lo, w)
+            })
+            .collect();
+        let stride = per.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
+        let mut weights = vec![0f32; stride * output];
+        for (i, (_, w)) in per.iter().enumerate() {
+            for (k, &v) in w.iter().enumerate() {
+                weights[i * stride + k] = v as f32;
+            }
+        }
+        Taps {
+            first: per.iter().map(|p| p.0).collect(),
+            count: per.iter().map(|p| p.1.len()).collect(),
+            stride,
+            weights,
+        }
+    }
+
+    fn of(&self, i: usize) -> (usize, &[f32]) {
+        let w = &self.weights[i * self.stride..][..self.count[i]];
+        (self.first[i], w)
+    }
+}
+
+/// Interleaved [H, W, C] uint8 → planar [C, h, w] float in [0, 1], anti-aliased bilinear
+/// (PIL's filter). The vertical pass runs first, on whole interleaved rows (contiguous,
+/// vectorised), so the scalar horizontal pass sees only `h` rows; the result differs from
+/// horizontal-first (PIL, torch) by float rounding only (tests: within 2e-6 of torch).
 pub fn resize_linear(
-    src: &[f32],
+    src: &[u8],
     c: usize,
     h: usize,
     w: usize,
     out_h: usize,
     out_w: usize,
 ) -> Vec<f32> {
-    let wx = weights(w, out_w);
-    let wy = weights(h, out_h);
-    let mut tmp = vec![0f32; c * h * out_w];
-    for ch in 0..c {
-        for y in 0..h {
-            let row = &src[(ch * h + y) * w..(ch * h + y + 1) * w];
-            for (x, (lo, ws)) in wx.iter().enumerate() {
-                tmp[(ch * h + y) * out_w + x] =
-                    ws.iter().zip(&row[*lo..]).map(|(a, b)| a * b).sum();
+    let (tx, ty) = (Taps::new(w, out_w), Taps::new(h, out_h));
+    let row_len = w * c;
+    let mut tmp = vec![0f32; out_h * row_len];
+    for (y, acc) in tmp.chunks_exact_mut(row_len).enumerate() {
+        let (lo, ws) = ty.of(y);
+        for (k, &wk) in ws.iter().enumerate() {
+            let row = &src[(lo + k) * row_len..][..row_len];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += wk * v as f32;
             }
         }
     }
     let mut out = vec![0f32; c * out_h * out_w];
-    for ch in 0..c {
-        for (y, (lo, ws)) in wy.iter().enumerate() {
-            for x in 0..out_w {
-                out[(ch * out_h + y) * out_w + x] = ws
-                    .iter()
-                    .enumerate()
-                    .map(|(k, a)| a * tmp[(ch * h + lo + k) * out_w + x])
-                    .sum();
+    let plane = out_h * out_w;
+    for (y, row) in tmp.chunks_exact(row_len).enumerate() {
+        for x in 0..out_w {
+            let (lo, ws) = tx.of(x);
+            let px = &row[lo * c..(lo + ws.len()) * c];
+            let at = y * out_w + x;
+            if c == 3 {
+                let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
+                for (p, &wk) in px.chunks_exact(3).zip(ws) {
+                    r += wk * p[0];
+                    g += wk * p[1];
+                    b += wk * p[2];
+                }
+                out[at] = r / 255.0;
+                out[plane + at] = g / 255.0;
+                out[2 * plane + at] = b / 255.0;
+            } else {
+                for ch in 0..c {
+                    let acc: f32 = px
+                        .iter()
+                        .skip(ch)
+                        .step_by(c)
+                        .zip(ws)
+                        .map(|(&v, &wk)| wk * v)
+                        .sum();
+                    out[ch * plane + at] = acc / 255.0;
+                }
             }
         }
     }
@@ -95,12 +145,11 @@ pub fn resize_nearest(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize
     let pick = |i: usize, inp: usize, out: usize| {
         (((i as f64 + 0.5) * inp as f64 / out as f64) as usize).min(inp - 1)
     };
-    let mut out = vec![0u8; out_h * out_w];
+    let columns: Vec<usize> = (0..out_w).map(|x| pick(x, w, out_w)).collect();
+    let mut out = Vec::with_capacity(out_h * out_w);
     for y in 0..out_h {
-        let sy = pick(y, h, out_h);
-        for x in 0..out_w {
-            out[y * out_w + x] = src[sy * w + pick(x, w, out_w)];
-        }
+        let row = &src[pick(y, h, out_h) * w..][..w];
+        out.extend(columns.iter().map(|&x| row[x]));
     }
     out
 }
@@ -117,23 +166,17 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| data(path, format!("cannot open: {e}")))
 }
 
-/// Image as float [C, H, W] in [0, 1] (C = 1 grey, 3 otherwise) and its size.
-pub fn decode_image(path: &Path) -> Result<(Vec<f32>, usize, usize, usize), Error> {
+/// Image as interleaved uint8 [H, W, C] (C = 1 grey, 3 otherwise) and its size.
+pub fn decode_image(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), Error> {
     let img = decode_any(path, &read(path)?)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16);
-    let (c, hwc): (usize, Vec<u8>) = if grey {
-        (1, img.to_luma8().into_raw())
+    // `into_*` reuses the decoder's buffer when it already holds that layout (JPEG: RGB8)
+    Ok(if grey {
+        (img.into_luma8().into_raw(), 1, h, w)
     } else {
-        (3, img.to_rgb8().into_raw())
-    };
-    let mut chw = vec![0f32; c * h * w];
-    for (i, px) in hwc.chunks_exact(c).enumerate() {
-        for (ch, &v) in px.iter().enumerate() {
-            chw[ch * h * w + i] = v as f32 / 255.0;
-        }
-    }
-    Ok((chw, c, h, w))
+        (img.into_rgb8().into_raw(), 3, h, w)
+    })
 }
 
 fn unpack(row: &[u8], depth: usize, width: usize) -> Vec<u16> {
@@ -174,15 +217,22 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize)
         ColorType::Rgba => 4,
     };
     let mut out = Vec::with_capacity(w * h);
+    let mut values: Vec<u16> = Vec::with_capacity(w * samples);
     for row in buf.chunks_exact(info.line_size).take(h) {
-        let values: Vec<u16> = match depth {
-            1 | 2 | 4 => unpack(row, depth, w * samples),
-            8 => row[..w * samples].iter().map(|&v| v as u16).collect(),
-            _ => row[..2 * w * samples]
-                .chunks_exact(2)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]))
-                .collect(),
-        };
+        if depth == 8 && samples == 1 {
+            out.extend(row[..w].iter().map(|&v| v as u16)); // the common mask: no unpacking
+            continue;
+        }
+        values.clear();
+        match depth {
+            1 | 2 | 4 => values.extend(unpack(row, depth, w * samples)),
+            8 => values.extend(row[..w * samples].iter().map(|&v| v as u16)),
+            _ => values.extend(
+                row[..2 * w * samples]
+                    .chunks_exact(2)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]])),
+            ),
+        }
         for px in values.chunks_exact(samples) {
             if samples >= 3 && (px[0] != px[1] || px[0] != px[2]) {
                 return Err(data(
@@ -219,16 +269,13 @@ pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize), Error> {
             .collect();
         (vals, h, w)
     };
-    let binary_255 = values.iter().all(|&v| v == 0 || v == 255);
-    let mut out = Vec::with_capacity(values.len());
-    for v in values {
-        let v = if binary_255 { v / 255 } else { v };
-        if v > 255 {
-            return Err(data(path, format!("label {v} is over 255")));
-        }
-        out.push(v as u8);
+    if values.iter().all(|&v| v == 0 || v == 255) {
+        return Ok((values.iter().map(|&v| u8::from(v != 0)).collect(), h, w));
     }
-    Ok((out, h, w))
+    if let Some(v) = values.iter().find(|&&v| v > 255) {
+        return Err(data(path, format!("label {v} is over 255")));
+    }
+    Ok((values.iter().map(|&v| v as u8).collect(), h, w))
 }
 
 /// One 2D case at `size` = (H, W) as a [C, H, W, 1] volume (normalisation happens per

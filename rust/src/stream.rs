@@ -323,7 +323,8 @@ fn source(o: [usize; 3], p: [usize; 3], spec: &SampleSpec, plane: (usize, usize)
     q
 }
 
-/// out = rot90(flip(crop)): each output voxel from its source in the un-augmented crop.
+/// out = rot90(flip(crop)). `source` is affine in the output coordinate, so the crop index
+/// is too: a base and one signed stride per output axis, no per-voxel remapping.
 fn permute<T: Copy>(
     crop: &[T],
     out: &mut [T],
@@ -331,12 +332,22 @@ fn permute<T: Copy>(
     spec: &SampleSpec,
     plane: (usize, usize),
 ) {
+    let linear = |q: [usize; 3]| ((q[0] * p[1] + q[1]) * p[2] + q[2]) as isize;
+    let base = linear(source([0, 0, 0], p, spec, plane));
+    let mut strides = [0isize; 3];
+    for (e, stride) in strides.iter_mut().enumerate() {
+        if p[e] > 1 {
+            let mut unit = [0; 3];
+            unit[e] = 1;
+            *stride = linear(source(unit, p, spec, plane)) - base;
+        }
+    }
     let mut idx = 0;
-    for x in 0..p[0] {
-        for y in 0..p[1] {
-            for z in 0..p[2] {
-                let q = source([x, y, z], p, spec, plane);
-                out[idx] = crop[(q[0] * p[1] + q[1]) * p[2] + q[2]];
+    for x in 0..p[0] as isize {
+        for y in 0..p[1] as isize {
+            let row = base + x * strides[0] + y * strides[1];
+            for z in 0..p[2] as isize {
+                out[idx] = crop[(row + z * strides[2]) as usize];
                 idx += 1;
             }
         }
@@ -403,58 +414,56 @@ fn render(
 
 /// torchvision ColorJitter order: brightness, contrast (blend with the mean grey level),
 /// then per-channel gain, clamping to [0, 1] after each; then the per-sample normalisation.
+/// Fused: one read pass for the grey level (when contrast changes), one per channel for
+/// per-image statistics (when asked), and one write pass.
 fn colour(cfg: &Config, spec: &SampleSpec, image: &mut [f32], c: usize, n: usize) {
-    if spec.brightness != 1.0 {
-        image
-            .iter_mut()
-            .for_each(|v| *v = (*v * spec.brightness).clamp(0.0, 1.0));
+    let b = spec.brightness;
+    let bright = |v: f32| if b != 1.0 { (v * b).clamp(0.0, 1.0) } else { v };
+    let k = spec.contrast;
+    let grey_mean = if k == 1.0 {
+        0.0
+    } else if c == 3 {
+        let (r, g, bl) = (&image[..n], &image[n..2 * n], &image[2 * n..3 * n]);
+        let sum: f64 = (0..n)
+            .map(|i| (0.299 * bright(r[i]) + 0.587 * bright(g[i]) + 0.114 * bright(bl[i])) as f64)
+            .sum();
+        (sum / n as f64) as f32
+    } else {
+        (image.iter().map(|&v| bright(v) as f64).sum::<f64>() / image.len() as f64) as f32
+    };
+    if b == 1.0 && k == 1.0 && spec.gain == [1.0; 3] && cfg.post_norm == PostNorm::None {
+        return; // nothing to do: spare the write pass
     }
-    if spec.contrast != 1.0 {
-        let grey_mean = if c == 3 {
-            let (r, g, b) = (&image[..n], &image[n..2 * n], &image[2 * n..3 * n]);
-            let sum: f64 = (0..n)
-                .map(|i| (0.299 * r[i] + 0.587 * g[i] + 0.114 * b[i]) as f64)
-                .sum();
-            (sum / n as f64) as f32
-        } else {
-            (image.iter().map(|&v| v as f64).sum::<f64>() / image.len() as f64) as f32
-        };
-        let k = spec.contrast;
-        image
-            .iter_mut()
-            .for_each(|v| *v = (k * *v + (1.0 - k) * grey_mean).clamp(0.0, 1.0));
-    }
-    if spec.gain != [1.0; 3] {
-        for ch in 0..c.min(3) {
-            let g = spec.gain[ch];
-            image[ch * n..(ch + 1) * n]
-                .iter_mut()
-                .for_each(|v| *v = (*v * g).clamp(0.0, 1.0));
-        }
-    }
-    match &cfg.post_norm {
-        PostNorm::None => {}
-        PostNorm::MeanStd(mean, std) => {
-            for ch in 0..c {
-                let (m, s) = (mean[ch % mean.len()], std[ch % std.len()]);
-                image[ch * n..(ch + 1) * n]
-                    .iter_mut()
-                    .for_each(|v| *v = (*v - m) / s);
+    for ch in 0..c {
+        let gain = if ch < 3 { spec.gain[ch] } else { 1.0 };
+        let jitter = |v: f32| {
+            let mut v = bright(v);
+            if k != 1.0 {
+                v = (k * v + (1.0 - k) * grey_mean).clamp(0.0, 1.0);
             }
-        }
-        PostNorm::PerImage => {
-            for ch in 0..c {
-                let plane = &mut image[ch * n..(ch + 1) * n];
-                let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+            if gain != 1.0 {
+                v = (v * gain).clamp(0.0, 1.0);
+            }
+            v
+        };
+        let plane = &mut image[ch * n..(ch + 1) * n];
+        match &cfg.post_norm {
+            PostNorm::None => plane.iter_mut().for_each(|v| *v = jitter(*v)),
+            PostNorm::MeanStd(mean, std) => {
+                let (m, s) = (mean[ch % mean.len()], std[ch % std.len()]);
+                plane.iter_mut().for_each(|v| *v = (jitter(*v) - m) / s);
+            }
+            PostNorm::PerImage => {
+                let mean = plane.iter().map(|&v| jitter(v) as f64).sum::<f64>() / n as f64;
                 let var = plane
                     .iter()
-                    .map(|&v| (v as f64 - mean).powi(2))
+                    .map(|&v| (jitter(v) as f64 - mean).powi(2))
                     .sum::<f64>()
                     / n as f64;
                 let std = var.sqrt().max(1e-6);
                 plane
                     .iter_mut()
-                    .for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
+                    .for_each(|v| *v = ((jitter(*v) as f64 - mean) / std) as f32);
             }
         }
     }

@@ -439,6 +439,17 @@ fn gather<T: Copy, O: Copy + Default>(
         return;
     }
     let at = |d: usize, i: usize| (origin[d] + i as i64) as usize * strides[d];
+    if strides[1] == 1 && patch[2] == 1 {
+        // 2D images: [H, W, 1] with W contiguous, copy whole y-runs
+        for x in lo[0]..hi[0] {
+            let dst = &mut out[x * py..][lo[1]..hi[1]];
+            let src_row = &src[at(0, x) + at(1, lo[1]) + at(2, 0)..][..hi[1] - lo[1]];
+            for (o, &v) in dst.iter_mut().zip(src_row) {
+                *o = conv(v);
+            }
+        }
+        return;
+    }
     if strides[2] == 1 {
         for x in lo[0]..hi[0] {
             for y in lo[1]..hi[1] {
@@ -620,6 +631,15 @@ mod tests {
         let s = [7usize, 5, 19];
         let src: Vec<u16> = (0..(s[0] * s[1] * s[2]) as u16).collect();
         let layouts = [[1, s[0], s[0] * s[1]], [s[1] * s[2], s[2], 1]];
+        // 2D: [H, W, 1] with W contiguous
+        let flat = [s[1] * s[2], 1, s[1] * s[2]];
+        for o in [[0i64, 0, 0], [-2, 3, 0], [5, -1, 0]] {
+            for p in [[3usize, 4, 1], [9, 30, 1]] {
+                let mut out = vec![99u16; p.iter().product()];
+                gather(&src, [s[0], s[1] * s[2], 1], flat, o, p, &mut out, |v| v);
+                assert_eq!(out, naive(&src, [s[0], s[1] * s[2], 1], flat, o, p));
+            }
+        }
         let origins = [
             [0i64, 0, 0],
             [-2, 1, 3],
