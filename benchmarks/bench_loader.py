@@ -3,7 +3,8 @@
 Decode: qgfast's Rust reader vs nibabel, one core, uncompressed MB/s.
 SSL batches: 2 labelled + 2 unlabelled 112×112×80 patches per batch (z-score, crop, flips,
 intensity, noise) from LA-like .nii.gz volumes, by qgfast's VolumeStream (2 threads; cache
-off = one decode per sample, cache on = 4 samples per decoded volume) and by a nibabel +
+off = one decode per sample, cache on = 4 samples per decoded volume; "qgfast-nii" = cache
+off over the ``qgfast.data.convert`` uncompressed copies) and by a nibabel +
 NumPy loop, a torch DataLoader with 2 workers, MONAI (Dataset and CacheDataset, 2
 workers) and a TorchIO Queue (2 workers, 4 samples per volume); each provider runs in its
 own process (``benchmarks/loader_providers.py``) so its peak RSS is its own (workers:

@@ -22,6 +22,7 @@ import torch
 IMAGE_PROVIDERS = ("qgfast-image", "pil-dataloader-2w")
 PROVIDERS = (
     "qgfast",
+    "qgfast-nii",
     "qgfast-cache",
     "numpy-loop",
     "dataloader-2w",
@@ -166,6 +167,13 @@ def make(name: str, data: Path, patch):
 
         cache = name == "qgfast-cache"
         cases = [{"images": [p], "label": lab} for p, lab in zip(images, labels, strict=True)]
+        if name == "qgfast-nii":  # converted once, before any timing (one-off cost)
+            from qgfast.data import convert
+
+            n = len(labelled)  # the two folders reuse file names: one output folder each
+            cases = convert(cases[:n], data / "raw-labelled") + convert(
+                cases[n:], data / "raw-unlabelled"
+            )
         stream = VolumeStream(
             cases,
             patch,

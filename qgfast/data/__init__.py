@@ -1,5 +1,6 @@
 """Data loading: the Python face of the Rust NIfTI/image streamer, and synthetic data."""
 
+from qgfast.data.convert import convert
 from qgfast.data.dataset import CaseDataset, normalise, resize
 from qgfast.data.errors import DataError
 from qgfast.data.folders import Case, find_cases, read_case, read_image, read_label
@@ -14,6 +15,7 @@ __all__ = [
     "ImageStream",
     "NiftiVolume",
     "VolumeStream",
+    "convert",
     "find_cases",
     "make_synthetic_dataset",
     "nifti_header",

@@ -1,6 +1,6 @@
-"""NIfTI volumes: ``read_nifti`` (Rust: ``.nii`` memory-mapped, ``.nii.gz`` inflated by
-zlib-rs with the GIL released) and ``write_nifti`` (numpy + gzip, for tests and synthetic
-data).
+"""NIfTI volumes: ``read_nifti`` (Rust, GIL released: ``.nii`` in one positioned read,
+``.nii.gz`` inflated by libdeflate, or zlib-rs for unusual streams) and ``write_nifti``
+(numpy + gzip, for tests and synthetic data).
 
 ``read_nifti(path).data`` holds the values of ``np.asanyarray(nibabel.load(path).dataobj)``
 in the same shape and index order (a Fortran-ordered view, as nibabel's): the on-disk type
