@@ -2,12 +2,15 @@
 
 Each epoch: the labelled (and unlabelled) cases are permuted from (seed, epoch), sharded by
 ``(rank, world_size)`` × DataLoader worker, each case repeated ``samples_per_volume`` times
-in a row (one decode serves several crops: decoded, normalised volumes stay in a byte-budget
-cache across epochs), and every batch slot draws its crop (foreground-oversampled with
-``foreground_prob``, zero-padded where the volume is smaller than the patch) and its
-augmentation (flips, rot90 in a square plane, intensity scale/shift, nnU-Net gamma,
-Gaussian noise) from a counter-based RNG keyed by (seed, epoch, slot). Threads release the
-GIL; prefetch is bounded; batches arrive in a fixed order whatever the thread count.
+in a row (one decode serves several crops: consecutive slots of a batch share it, and
+decoded volumes stay in a byte-budget cache across epochs — kept as stored, in the file's
+voxel type, with each channel's normalisation computed once from the whole volume and
+applied to the voxels a crop reads), and every batch slot draws its crop
+(foreground-oversampled with ``foreground_prob``, zero-padded where the volume is smaller
+than the patch) and its augmentation (flips, rot90 in a square plane, intensity
+scale/shift, nnU-Net gamma, Gaussian noise) from a counter-based RNG keyed by (seed, epoch,
+slot). Threads release the GIL; prefetch is bounded; batches arrive in a fixed order
+whatever the thread count.
 
 Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "case",
 "origin", ...}`` for a labelled-only stream; with ``unlabeled_batch_size`` > 0,

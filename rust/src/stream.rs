@@ -545,11 +545,17 @@ impl Epoch {
         labels: bool,
     ) -> Result<Part, Error> {
         let n = self.cfg.patch.iter().product::<usize>();
-        let mut specs = Vec::with_capacity(size);
-        let mut vols = Vec::with_capacity(size);
+        let mut specs: Vec<SampleSpec> = Vec::with_capacity(size);
+        let mut vols: Vec<Arc<Decoded>> = Vec::with_capacity(size);
         for j in 0..size {
             let slot = batch * size + j;
-            let (case, vol) = self.volume_for(items, slot)?;
+            // consecutive slots of one case (samples_per_volume) share a decode even when
+            // the cache is off or too small to hold the volume
+            let first_choice = items[slot % items.len()];
+            let (case, vol) = match (specs.last(), vols.last()) {
+                (Some(prev), Some(v)) if prev.case == first_choice => (first_choice, v.clone()),
+                _ => self.volume_for(items, slot)?,
+            };
             let mut rng = Rng::keyed(&[self.cfg.seed, self.epoch, stream, 1 + slot as u64]);
             specs.push(draw(&self.cfg, &vol, case, &mut rng));
             vols.push(vol);

@@ -207,9 +207,12 @@ def test_cache_budget_is_respected(cases):
     for _ in stream:
         assert stream.stats()["cache_bytes"] <= 2.5 * one
     none = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, cache_bytes=0)
-    _collect(none)
+    batches = _collect(none)
     assert none.stats()["cache_hits"] == 0
     assert none.stats()["cache_bytes"] == 0
+    # samples_per_volume = 4: both slots of a batch crop one case, decoded once
+    assert all(b["case"][0] == b["case"][1] for b in batches)
+    assert none.stats()["cache_misses"] == len(batches)
 
 
 def test_patch_larger_than_volume_is_zero_padded(cases):
