@@ -3,7 +3,7 @@
 Available now:
 - morphology: ``erode``, ``dilate``, ``open``, ``close`` (``opening``/``closing`` are the
   same functions under names that do not shadow the builtin ``open``);
-- structure: ``add_blobs`` (holes and islands);
+- structure: ``add_blobs`` (holes and islands: balls, or axis-aligned ellipsoids);
 - whole-mask: ``invert``, ``empty``, ``full``, ``bernoulli_noise``, ``rectangle_dropout``,
   ``bounding_box``;
 - geometry: ``shift``, ``scale``, ``rotate``, ``random_affine``;

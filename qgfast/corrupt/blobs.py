@@ -1,15 +1,19 @@
 """``add_blobs``: holes (balls set to background, centred on random foreground voxels) and
 islands (balls set to a label, centred on random background voxels), per-sample counts and
-radii, deterministic per (seed, sample index).
+radii, optionally stretched into axis-aligned ellipsoids (``elongation``), deterministic
+per (seed, sample index).
 
 Centres: the k-th candidate voxel with k = ⌊u · #candidates⌋ (one cumulative count and a
 search per sample, on the masks' device, no host synchronisation). A sample without a
 candidate voxel gets no blob. Painting: the Triton kernel (``qgfast.kernels.blobs``) gives
 each blob one program that walks only the blob's bounding box, so work is proportional to
-blob volume; the PyTorch reference paints with distance masks.
+blob volume; the PyTorch reference paints with distance masks. Both use the same exact
+integer inside test, so they agree voxel for voxel.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -74,6 +78,24 @@ def blob_parameters(
     return centres, torch.where(active, radii, torch.full_like(radii, -1))
 
 
+def blob_axes(
+    radii: torch.Tensor, nd: int, elongation: tuple[float, float] | None, seed: int
+) -> torch.Tensor:
+    """Integer semi-axes [B, n, nd]: the radius on every axis (a ball), or with
+    ``elongation`` = (lo, hi) the radius times a factor uniform in [lo, hi] drawn per blob
+    and axis, rounded (an axis-aligned ellipsoid). −1 on every axis where there is no blob."""
+    axes = radii[..., None].expand(*radii.shape, nd)
+    if elongation is None:
+        return axes.contiguous()
+    b, n = radii.shape
+    samples = rng.sample_ids(b, radii.device)
+    counter = torch.arange(n * nd, device=radii.device).view(1, n, nd)
+    u = rng.uniform(seed, samples.view(b, 1, 1), rng.STREAM_BLOB_SHAPE, counter)
+    lo, hi = elongation
+    stretched = torch.round(axes.to(torch.float64) * (lo + (hi - lo) * u)).to(torch.int64)
+    return torch.where(axes >= 0, stretched, axes)
+
+
 def add_blobs(
     masks: torch.Tensor,
     n: int | torch.Tensor,
@@ -82,20 +104,29 @@ def add_blobs(
     *,
     seed: int = 0,
     value: int = 1,
+    elongation: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Masks [B, 1, *S] with ``n`` (int or [B]) balls of radii uniform in ``radius_range``
     (inclusive) set to 0 (``mode="hole"``, centred on foreground) or to ``value``
-    (``mode="island"``, centred on background). Same dtype out; the input is not modified."""
+    (``mode="island"``, centred on background). ``elongation=(lo, hi)`` stretches each
+    blob into an axis-aligned ellipsoid/ellipse whose semi-axes are the radius times factors
+    uniform in [lo, hi] (per blob and axis, 0 < lo <= hi). Same dtype out; the input is not
+    modified."""
     check_masks(masks)
     if mode not in ("hole", "island"):
         raise ValueError(f"mode must be 'hole' or 'island', got {mode!r}")
+    if elongation is not None and not (0 < elongation[0] <= elongation[1]):
+        raise ValueError(f"elongation must be (lo, hi) with 0 < lo <= hi, got {elongation}")
     centres, radii = blob_parameters(masks, n, radius_range, mode, seed)
+    axes = blob_axes(radii, masks.dim() - 2, elongation, seed)
     fill = 0 if mode == "hole" else value
     x = masks.to(torch.uint8) if masks.dtype == torch.bool else masks
     if select_backend(x) == "triton":
-        from qgfast.kernels.blobs import paint_balls
+        from qgfast.kernels.blobs import paint_blobs
 
-        out = paint_balls(x, centres, radii, fill, max_radius=radius_range[1])
+        stretch = 1.0 if elongation is None else max(1.0, elongation[1])
+        max_axis = math.ceil(radius_range[1] * stretch)
+        out = paint_blobs(x, centres, axes, fill, max_axis=max_axis)
     else:
-        out = reference.paint_balls(x, centres, radii, fill)
+        out = reference.paint_blobs(x, centres, axes, fill)
     return out.to(masks.dtype)

@@ -29,6 +29,7 @@ STREAM_SWAP = 7
 STREAM_ELASTIC = 8
 STREAM_GRID = 9
 STREAM_VQM = 10
+STREAM_BLOB_SHAPE = 11
 
 
 def _fmix32(h: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,12 @@
-"""add_blobs: holes on foreground, islands on background, ball shapes, per-sample counts,
-determinism per (seed, sample) independent of batch composition, both backends equal."""
+"""add_blobs: holes on foreground, islands on background, ball and ellipsoid shapes,
+per-sample counts, determinism per (seed, sample) independent of batch composition, both
+backends equal."""
 
 import pytest
 import torch
 
 from qgfast.corrupt import add_blobs
-from qgfast.corrupt.blobs import blob_parameters
+from qgfast.corrupt.blobs import blob_axes, blob_parameters
 
 
 def _masks(size=(3, 1, 20, 18, 12)) -> torch.Tensor:
@@ -45,16 +46,34 @@ def test_blobs_are_balls_of_the_drawn_radius(backend) -> None:
     assert torch.equal(out[0, 0] == 0, ball)
 
 
+def test_ellipsoids_have_the_drawn_semi_axes(backend) -> None:
+    """Σ (d_a / r_a)² ≤ 1 in floating point, against the semi-axes blob_axes drew."""
+    for spatial in [(41, 41, 41), (45, 45)]:
+        masks = torch.ones(2, 1, *spatial, dtype=torch.uint8)
+        out = add_blobs(masks, 1, (5, 5), "hole", seed=4, elongation=(0.4, 2.0))
+        centres, radii = blob_parameters(masks, 1, (5, 5), "hole", seed=4)
+        axes = blob_axes(radii, len(spatial), (0.4, 2.0), seed=4)
+        assert (axes > 0).all()
+        assert len({tuple(a) for a in axes[:, 0].tolist()}) > 1  # really stretched
+        grid = torch.stack(torch.meshgrid(*[torch.arange(s) for s in spatial], indexing="ij"))
+        view = (len(spatial),) + (1,) * len(spatial)
+        for b in range(2):
+            d = (grid - centres[b, 0].view(view)).double() / axes[b, 0].double().view(view)
+            assert torch.equal(out[b, 0] == 0, (d**2).sum(0) <= 1)
+
+
 def test_both_backends_paint_the_same(monkeypatch) -> None:
     for size in [(3, 1, 20, 18, 12), (4, 1, 25, 19)]:
-        masks = _masks(size)
-        n = torch.tensor([0, 3, 5, 1][: size[0]])
-        monkeypatch.setenv("QGFAST_BACKEND", "triton")
-        got = add_blobs(masks, n, (1, 4), "hole", seed=11)
-        monkeypatch.setenv("QGFAST_BACKEND", "reference")
-        want = add_blobs(masks, n, (1, 4), "hole", seed=11)
-        assert torch.equal(got, want), size
-        assert torch.equal(got[0], masks[0])  # n = 0: untouched
+        for elongation in (None, (0.3, 2.5)):
+            masks = _masks(size)
+            n = torch.tensor([0, 3, 5, 1][: size[0]])
+            kw = {"seed": 11, "elongation": elongation}
+            monkeypatch.setenv("QGFAST_BACKEND", "triton")
+            got = add_blobs(masks, n, (0, 4), "hole", **kw)
+            monkeypatch.setenv("QGFAST_BACKEND", "reference")
+            want = add_blobs(masks, n, (0, 4), "hole", **kw)
+            assert torch.equal(got, want), (size, elongation)
+            assert torch.equal(got[0], masks[0])  # n = 0: untouched
 
 
 def test_same_seed_same_output_regardless_of_batch_size(backend) -> None:
@@ -80,6 +99,7 @@ def test_nothing_to_centre_on_means_no_blob(backend) -> None:
         ({"n": 1, "radius_range": (1, 50)}, ValueError, "larger than the volume"),
         ({"n": 1, "radius_range": (1, 2), "mode": "crater"}, ValueError, "mode must be"),
         ({"n": 1.5, "radius_range": (1, 2)}, TypeError, "n must be an int"),
+        ({"n": 1, "radius_range": (1, 2), "elongation": (0, 2)}, ValueError, "0 < lo <= hi"),
     ],
 )
 def test_bad_arguments(kwargs, error, match) -> None:
