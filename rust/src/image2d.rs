@@ -30,7 +30,6 @@ fn is_jpeg(path: &Path) -> bool {
 /// and its taps, flattened with a fixed stride so the inner loops index one array.
 struct Taps {
     first: Vec<usize>,
-    count: Vec<usize>,
     stride: usize,
     weights: Vec<f32>,
 }
@@ -61,24 +60,31 @@ impl Taps {
                 (lo, w)
             })
             .collect();
+        // every output gets the same number of taps (zero weights pad the short ones, the
+        // window shifted left at the far edge), so the inner loops have one fixed length;
+        // a zero-weight term adds exactly 0 and leaves the sums unchanged
         let stride = per.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
         let mut weights = vec![0f32; stride * output];
-        for (i, (_, w)) in per.iter().enumerate() {
+        let mut first = Vec::with_capacity(output);
+        for (i, (lo, w)) in per.iter().enumerate() {
+            let start = (*lo).min(input - stride);
             for (k, &v) in w.iter().enumerate() {
-                weights[i * stride + k] = v as f32;
+                weights[i * stride + lo - start + k] = v as f32;
             }
+            first.push(start);
         }
         Taps {
-            first: per.iter().map(|p| p.0).collect(),
-            count: per.iter().map(|p| p.1.len()).collect(),
+            first,
             stride,
             weights,
         }
     }
 
     fn of(&self, i: usize) -> (usize, &[f32]) {
-        let w = &self.weights[i * self.stride..][..self.count[i]];
-        (self.first[i], w)
+        (
+            self.first[i],
+            &self.weights[i * self.stride..][..self.stride],
+        )
     }
 }
 
@@ -87,6 +93,29 @@ impl Taps {
 /// vectorised), so the scalar horizontal pass sees only `h` rows; the result differs from
 /// horizontal-first (PIL, torch) by float rounding only (tests: within 2e-6 of torch).
 pub fn resize_linear(
+    src: &[u8],
+    c: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Vec<f32> {
+    // The same loops compiled twice: for AVX2 + FMA (8-wide, what the vertical pass
+    // auto-vectorises to), chosen at run time, and for the baseline x86-64 / other targets.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(src: &[u8], c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+            resize_linear_impl(src, c, h, w, oh, ow)
+        }
+        // SAFETY: the CPU was just checked for AVX2 and FMA.
+        return unsafe { avx2(src, c, h, w, out_h, out_w) };
+    }
+    resize_linear_impl(src, c, h, w, out_h, out_w)
+}
+
+#[inline(always)]
+fn resize_linear_impl(
     src: &[u8],
     c: usize,
     h: usize,

@@ -567,8 +567,8 @@ impl Epoch {
                 v.channels.len()
             )));
         }
-        let mut image = vec![0f32; size * channels * n];
-        let mut label = labels.then(|| vec![0u8; size * n]);
+        let mut image: Vec<f32> = crate::buffer::zeroed(size * channels * n);
+        let mut label = labels.then(|| crate::buffer::zeroed::<u8>(size * n));
         for (j, (vol, spec)) in vols.iter().zip(&specs).enumerate() {
             let lab = label.as_mut().map(|l| &mut l[j * n..(j + 1) * n]);
             if labels && vol.label.is_none() {

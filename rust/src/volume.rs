@@ -511,7 +511,11 @@ fn file_channels(path: &Path, max_bytes: usize) -> Result<([usize; 3], Vec<Chann
 /// Linear C-order indices of up to `MAX_FG` nonzero label voxels, evenly strided.
 fn sample_foreground(label: &Channel, shape: [usize; 3], strides: [usize; 3]) -> Vec<u32> {
     // element i of the buffer → (x, y, z) from the strides → C order
+    let c_order = strides == [shape[1] * shape[2], shape[2], 1];
     let position = |i: usize| {
+        if c_order {
+            return i as u32; // already the C-order index (2D images)
+        }
         let (x, y, z) = if strides[2] == 1 {
             (i / strides[0], (i / strides[1]) % shape[1], i % shape[2])
         } else {
