@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="run even on a CUDA machine")
     parser.add_argument("--decode-only", action="store_true", help="skip the SSL batch rows")
     parser.add_argument("--images-only", action="store_true", help="only the 2D batch rows")
+    parser.add_argument("--ssl-only", action="store_true", help="only the 3D SSL batch rows")
     args = parser.parse_args(argv)
     if torch.cuda.is_available() and not args.force:
         print("bench_loader: CPU benchmark, skipped on a CUDA machine (--force runs it)")
@@ -157,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = Recorder(args.out, torch.device("cpu"))
     if args.images_only:
         bench_images(rec, args.quick)
+        return 0
+    if args.ssl_only:
+        bench_ssl(rec, args.quick)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, shapes in (QUICK if args.quick else CASES).items():
