@@ -456,16 +456,23 @@ fn read_plain(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let (header, start, nbytes) = plain_layout(&block[..n], len, path, max_bytes)?;
     // a positioned read straight into a fresh buffer: the kernel copies from the page
     // cache once, where a memory map would fault every page in and copy it again
-    let mut words = crate::buffer::read_words_at(&file, start, nbytes)
+    let words = crate::buffer::read_words_at(&file, start, nbytes)
         .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
-    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes];
-    to_native(&header, bytes);
-    Ok(Volume {
+    Ok(native_volume(header, words, nbytes))
+}
+
+/// A volume whose `words` hold its `nbytes` voxel bytes from the start, in file byte order.
+fn native_volume(header: Header, mut words: Vec<u64>, nbytes: usize) -> Volume {
+    to_native(
+        &header,
+        &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes],
+    );
+    Volume {
         header,
         words,
         start: 0,
         len: nbytes,
-    })
+    }
 }
 
 /// Header, voxel offset and voxel byte count of an uncompressed file of `len` bytes whose
@@ -500,15 +507,9 @@ pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Vo
     let head = &file[..file.len().min(NIFTI2_SIZE)];
     let (header, start, nbytes) = plain_layout(head, file.len() as u64, path, max_bytes)?;
     let mut words = words_for(nbytes);
-    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes];
-    bytes.copy_from_slice(&file[start as usize..start as usize + nbytes]);
-    to_native(&header, bytes);
-    Ok(Volume {
-        header,
-        words,
-        start: 0,
-        len: nbytes,
-    })
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes]
+        .copy_from_slice(&file[start as usize..start as usize + nbytes]);
+    Ok(native_volume(header, words, nbytes))
 }
 
 /// nibabel treats a single-file offset below the header + extension flag as the minimum.

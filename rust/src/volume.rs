@@ -68,47 +68,15 @@ voxel!(u8, i8, i16, u16, i32, u32, i64, u64, f32, f64);
 /// Run `$body` with `$T` bound to the Rust type of a `DType`.
 macro_rules! with_voxel_type {
     ($dtype:expr, $T:ident, $body:expr) => {
+        with_voxel_type!(@arms $dtype, $T, $body;
+            U8 u8, I8 i8, I16 i16, U16 u16, I32 i32, U32 u32, I64 i64, U64 u64, F32 f32, F64 f64)
+    };
+    (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident $t:ty),*) => {
         match $dtype {
-            DType::U8 => {
-                type $T = u8;
+            $(DType::$variant => {
+                type $T = $t;
                 $body
-            }
-            DType::I8 => {
-                type $T = i8;
-                $body
-            }
-            DType::I16 => {
-                type $T = i16;
-                $body
-            }
-            DType::U16 => {
-                type $T = u16;
-                $body
-            }
-            DType::I32 => {
-                type $T = i32;
-                $body
-            }
-            DType::U32 => {
-                type $T = u32;
-                $body
-            }
-            DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            DType::U64 => {
-                type $T = u64;
-                $body
-            }
-            DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            DType::F64 => {
-                type $T = f64;
-                $body
-            }
+            })*
         }
     };
 }

@@ -15,6 +15,9 @@ hypothesis = pytest.importorskip("hypothesis")
 st = pytest.importorskip("hypothesis.strategies")
 
 SHAPE = (21, 17, 13)
+# no augmentation: crops as they are
+PLAIN = {"flip_axes": (), "rot90_plane": None, "scale": None, "shift": None, "gamma": None}
+PLAIN |= {"noise_std": 0}
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +134,7 @@ def test_every_normalisation_equals_numpy(tmp_path, norm, layout):
         shape,
         labeled_batch_size=0,
         unlabeled_batch_size=1,
-        flip_axes=(),
-        rot90_plane=None,
-        scale=None,
-        shift=None,
-        gamma=None,
-        noise_std=0,
+        **PLAIN,
         normalisation=norm,
         clip=clip,
         window=window,
@@ -221,12 +219,7 @@ def test_patch_larger_than_volume_is_zero_padded(cases):
         cases,
         patch,
         labeled_batch_size=1,
-        flip_axes=(),
-        rot90_plane=None,
-        scale=None,
-        shift=None,
-        gamma=None,
-        noise_std=0,
+        **PLAIN,
         normalisation="none",
     )
     batch = next(iter(stream))
