@@ -105,24 +105,17 @@ pub fn resize_linear(
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(src: &[u8], c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
-            resize_linear_impl(src, c, h, w, oh, ow)
+        unsafe fn avx2(src: &[u8], dims: [usize; 5]) -> Vec<f32> {
+            resize_linear_impl(src, dims)
         }
         // SAFETY: the CPU was just checked for AVX2 and FMA.
-        return unsafe { avx2(src, c, h, w, out_h, out_w) };
+        return unsafe { avx2(src, [c, h, w, out_h, out_w]) };
     }
-    resize_linear_impl(src, c, h, w, out_h, out_w)
+    resize_linear_impl(src, [c, h, w, out_h, out_w])
 }
 
 #[inline(always)]
-fn resize_linear_impl(
-    src: &[u8],
-    c: usize,
-    h: usize,
-    w: usize,
-    out_h: usize,
-    out_w: usize,
-) -> Vec<f32> {
+fn resize_linear_impl(src: &[u8], [c, h, w, out_h, out_w]: [usize; 5]) -> Vec<f32> {
     let (tx, ty) = (Taps::new(w, out_w), Taps::new(h, out_h));
     let row_len = w * c;
     let mut tmp = vec![0f32; out_h * row_len];

@@ -347,34 +347,37 @@ impl Decoded {
     /// Crop channel `c` at `origin` (zero outside the volume) into `out`, C order over the
     /// patch, normalised.
     pub fn crop_image(&self, c: usize, origin: [i64; 3], patch: [usize; 3], out: &mut [f32]) {
-        let ch = &self.channels[c];
-        let (s, map) = (ch.scaling, ch.map);
-        with_voxel_type!(ch.dtype, T, {
-            gather(
-                ch.values::<T>(),
-                self.shape,
-                self.strides,
-                origin,
-                patch,
-                out,
-                |v: T| map.apply(scaled(v, s)),
-            )
-        })
+        let map = self.channels[c].map;
+        self.crop(&self.channels[c], origin, patch, out, |v| map.apply(v));
     }
 
     /// Crop the label like `crop_image` (values were checked to fit uint8 at decode).
     pub fn crop_label(&self, origin: [i64; 3], patch: [usize; 3], out: &mut [u8]) {
-        let Some(ch) = &self.label else { return };
+        if let Some(label) = &self.label {
+            self.crop(label, origin, patch, out, |v| v as u8);
+        }
+    }
+
+    /// `gather` of one channel's scaled values through `conv`.
+    fn crop<O: Copy + Default>(
+        &self,
+        ch: &Channel,
+        origin: [i64; 3],
+        patch: [usize; 3],
+        out: &mut [O],
+        conv: impl Fn(f64) -> O,
+    ) {
         let s = ch.scaling;
+        let (shape, strides) = (self.shape, self.strides);
         with_voxel_type!(ch.dtype, T, {
             gather(
                 ch.values::<T>(),
-                self.shape,
-                self.strides,
+                shape,
+                strides,
                 origin,
                 patch,
                 out,
-                |v: T| scaled(v, s) as u8,
+                |v: T| conv(scaled(v, s)),
             )
         })
     }
