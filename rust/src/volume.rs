@@ -258,6 +258,9 @@ fn fixed_map(norm: Norm) -> ValueMap {
 /// ascending value counts.
 fn count_percentiles(pairs: &[(f64, u64)], lo: f64, hi: f64) -> (f64, f64) {
     let n: u64 = pairs.iter().map(|p| p.1).sum();
+    if n == 0 {
+        return (0.0, 0.0); // an empty channel: nothing to clip
+    }
     let at = |q: f64| {
         let rank = ((q / 100.0) * (n - 1) as f64).round() as u64;
         let mut seen = 0;
@@ -274,6 +277,9 @@ fn count_percentiles(pairs: &[(f64, u64)], lo: f64, hi: f64) -> (f64, f64) {
 
 /// The values at the [lo, hi] percentiles, nearest rank (index round(q · (n − 1))).
 fn percentiles(values: &mut [f32], lo: f64, hi: f64) -> (f32, f32) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
     let rank = |q: f64| ((q / 100.0) * (values.len() - 1) as f64).round() as usize;
     let (i, j) = (rank(lo), rank(hi).max(rank(lo)));
     let (_, &mut a, rest) = values.select_nth_unstable_by(i, f32::total_cmp);
@@ -640,6 +646,11 @@ mod tests {
         assert_eq!(percentiles(&mut v, 0.5, 99.5), (1.0, 100.0)); // ranks round half up
         let mut v = vec![3.0f32];
         assert_eq!(percentiles(&mut v, 0.0, 100.0), (3.0, 3.0));
+        assert_eq!(percentiles(&mut [], 1.0, 99.0), (0.0, 0.0));
+        assert_eq!(count_percentiles(&[], 1.0, 99.0), (0.0, 0.0));
+        let pairs = [(-2.0, 1), (0.5, 98), (7.0, 2)]; // 101 values
+        assert_eq!(count_percentiles(&pairs, 0.0, 100.0), (-2.0, 7.0));
+        assert_eq!(count_percentiles(&pairs, 1.0, 99.0), (0.5, 7.0));
         let mut v: Vec<f32> = vec![5.0, 1.0, 4.0, 2.0, 3.0];
         assert_eq!(percentiles(&mut v, 50.0, 50.0), (3.0, 3.0));
     }
