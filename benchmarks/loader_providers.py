@@ -170,10 +170,7 @@ def make(name: str, data: Path, patch):
         if name == "qgfast-nii":  # converted once, before any timing (one-off cost)
             from qgfast.data import convert
 
-            n = len(labelled)  # the two folders reuse file names: one output folder each
-            cases = convert(cases[:n], data / "raw-labelled") + convert(
-                cases[n:], data / "raw-unlabelled"
-            )
+            cases = convert(cases, data / "uncompressed")
         stream = VolumeStream(
             cases,
             patch,

@@ -57,49 +57,60 @@ def _inflate(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _target(path: Path, out_dir: Path, claimed: dict[Path, Path]) -> Path:
-    """Where `path` lives after conversion (itself when nothing needs doing)."""
-    if not path.name.lower().endswith(".nii.gz"):
-        return path
-    dst = out_dir / path.name[: -len(".gz")]
-    owner = claimed.setdefault(dst, path)
-    if owner != path:
-        raise ValueError(f"{owner} and {path} would both convert to {dst}; rename one")
-    return dst
+def _is_gz(path: Path) -> bool:
+    return path.name.lower().endswith(".nii.gz")
 
 
 def _up_to_date(src: Path, dst: Path) -> bool:
     return dst.exists() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns
 
 
+def _paths(case: Case | dict) -> tuple[list[Path], Path | None]:
+    if isinstance(case, Case):
+        return list(case.images), case.label
+    images = case["images"]
+    images = [images] if isinstance(images, (str, Path)) else list(images)
+    label = case.get("label")
+    return [Path(p) for p in images], None if label is None else Path(label)
+
+
 def convert(
     cases: Iterable[Case | dict], out_dir: str | Path, *, overwrite: bool = False
 ) -> list[Case | dict]:
     """Inflate every ``.nii.gz`` of ``cases`` into ``out_dir`` and return the same cases
-    pointing at the copies (``Case`` objects stay ``Case``, dicts stay dicts). A copy newer
-    than its source is reused unless ``overwrite``. Raises ``DataError`` naming a file that
-    is not valid NIfTI or whose gzip stream is corrupt, ``ValueError`` when two inputs
-    would share an output name."""
+    pointing at the copies (``Case`` objects stay ``Case``, dicts stay dicts). The copies
+    keep the files' folders relative to their common parent (``imagesTr/x.nii.gz`` →
+    ``out_dir/imagesTr/x.nii``), so same-named files in different folders stay apart. A
+    copy newer than its source is reused unless ``overwrite``. Raises ``DataError`` naming
+    a file that is not valid NIfTI or whose gzip stream is corrupt."""
     out_dir = Path(out_dir)
-    claimed: dict[Path, Path] = {}
-    plan = []  # every target first: a name clash is refused before anything is written
-    for case in cases:
-        if isinstance(case, Case):
-            images, label = list(case.images), case.label
-        else:
-            images = case["images"]
-            images = [images] if isinstance(images, (str, Path)) else list(images)
-            label = case.get("label")
-        new_images = [_target(Path(p), out_dir, claimed) for p in images]
-        new_label = None if label is None else _target(Path(label), out_dir, claimed)
-        plan.append((case, new_images, new_label))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for dst, src in claimed.items():
+    cases = list(cases)
+    listed = [_paths(case) for case in cases]
+    sources = {
+        p.resolve(): p
+        for images, label in listed
+        for p in (*images, *([label] if label is not None else []))
+        if _is_gz(p)
+    }
+    root = Path(os.path.commonpath([p.parent for p in sources])) if sources else out_dir
+
+    def target(path: Path) -> Path:
+        if not _is_gz(path):
+            return path
+        relative = path.resolve().relative_to(root)
+        return out_dir / relative.with_name(relative.name[: -len(".gz")])
+
+    for src in sources:
+        dst = target(src)
         if overwrite or not _up_to_date(src, dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
             _inflate(src, dst)
-    return [
-        Case(case.case_id, tuple(images), label)
-        if isinstance(case, Case)
-        else {**case, "images": images, "label": label}
-        for case, images, label in plan
-    ]
+    converted = []
+    for case, (images, label) in zip(cases, listed, strict=True):
+        images = [target(p) for p in images]
+        label = None if label is None else target(label)
+        if isinstance(case, Case):
+            converted.append(Case(case.case_id, tuple(images), label))
+        else:
+            converted.append({**case, "images": images, "label": label})
+    return converted

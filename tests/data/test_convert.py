@@ -23,9 +23,10 @@ def cases(tmp_path_factory):
 def test_copies_hold_the_same_voxels_header_and_batches(cases, tmp_path):
     out = convert(cases, tmp_path / "raw")
     assert [c.case_id for c in out] == [c.case_id for c in cases]
+    assert find_cases(tmp_path / "raw") == out  # the copy is a dataset folder of its own
     for before, after in zip(cases, out, strict=True):
         for a, b in zip((*before.images, before.label), (*after.images, after.label), strict=True):
-            assert b.parent / b.name == tmp_path / "raw" / (a.name[: -len(".gz")])
+            assert b == tmp_path / "raw" / a.parent.name / a.name[: -len(".gz")]
             assert b.read_bytes() == gzip.decompress(a.read_bytes())
             va, vb = read_nifti(a), read_nifti(b)
             np.testing.assert_array_equal(va.data, vb.data)
@@ -75,11 +76,14 @@ def test_short_voxel_data_is_refused(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_two_inputs_with_one_name_are_refused_before_writing(tmp_path):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "y").mkdir()
-    a = write_nifti(tmp_path / "x" / "v.nii.gz", np.zeros((2, 2, 2), np.uint8))
-    b = write_nifti(tmp_path / "y" / "v.nii.gz", np.zeros((2, 2, 2), np.uint8))
-    with pytest.raises(ValueError, match="both convert"):
-        convert([{"images": [a]}, {"images": [b]}], tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+def test_folders_are_mirrored_so_same_names_stay_apart(tmp_path):
+    (tmp_path / "data" / "labelled").mkdir(parents=True)
+    (tmp_path / "data" / "unlabelled").mkdir()
+    a = write_nifti(tmp_path / "data" / "labelled" / "v.nii.gz", np.zeros((2, 2, 2), np.uint8))
+    b = write_nifti(tmp_path / "data" / "unlabelled" / "v.nii.gz", np.ones((2, 2, 2), np.uint8))
+    out = convert([{"images": [a]}, {"images": [b]}], tmp_path / "out")
+    assert [c["images"] for c in out] == [
+        [tmp_path / "out" / "labelled" / "v.nii"],
+        [tmp_path / "out" / "unlabelled" / "v.nii"],
+    ]
+    assert read_nifti(out[1]["images"][0]).data.sum() == 8
