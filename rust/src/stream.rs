@@ -342,6 +342,16 @@ fn permute<T: Copy>(
             *stride = linear(source(unit, p, spec, plane)) - base;
         }
     }
+    if p[2] == 1 {
+        // 2D: a tight loop over y instead of a one-iteration z loop per pixel
+        for (x, row) in out.chunks_exact_mut(p[1]).enumerate() {
+            let start = base + x as isize * strides[0];
+            for (y, o) in row.iter_mut().enumerate() {
+                *o = crop[(start + y as isize * strides[1]) as usize];
+            }
+        }
+        return;
+    }
     let mut idx = 0;
     for x in 0..p[0] as isize {
         for y in 0..p[1] as isize {
