@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from qgfast.data.errors import DataError
-from qgfast.data.folders import Case
+from qgfast.data.folders import Case, case_paths
 from qgfast.data.nifti import nifti_header
 
 _CHUNK = 1 << 22
@@ -65,15 +65,6 @@ def _up_to_date(src: Path, dst: Path) -> bool:
     return dst.exists() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns
 
 
-def _paths(case: Case | dict) -> tuple[list[Path], Path | None]:
-    if isinstance(case, Case):
-        return list(case.images), case.label
-    images = case["images"]
-    images = [images] if isinstance(images, (str, Path)) else list(images)
-    label = case.get("label")
-    return [Path(p) for p in images], None if label is None else Path(label)
-
-
 def convert(
     cases: Iterable[Case | dict], out_dir: str | Path, *, overwrite: bool = False
 ) -> list[Case | dict]:
@@ -85,30 +76,27 @@ def convert(
     a file that is not valid NIfTI or whose gzip stream is corrupt."""
     out_dir = Path(out_dir)
     cases = list(cases)
-    listed = [_paths(case) for case in cases]
-    sources = {
-        p.resolve(): p
+    listed = [case_paths(case) for case in cases]
+    packed = {
+        p: p.resolve()
         for images, label in listed
         for p in (*images, *([label] if label is not None else []))
         if _is_gz(p)
     }
-    root = Path(os.path.commonpath([p.parent for p in sources])) if sources else out_dir
-
-    def target(path: Path) -> Path:
-        if not _is_gz(path):
-            return path
-        relative = path.resolve().relative_to(root)
-        return out_dir / relative.with_name(relative.name[: -len(".gz")])
-
-    for src in sources:
-        dst = target(src)
+    root = Path(os.path.commonpath([r.parent for r in packed.values()])) if packed else out_dir
+    targets = {}  # input path as given → its copy
+    for path, resolved in packed.items():
+        relative = resolved.relative_to(root)
+        targets[path] = out_dir / relative.with_name(relative.name[: -len(".gz")])
+    # one inflation per file, however many spellings of its path the cases use
+    for dst, src in {dst: src for src, dst in targets.items()}.items():
         if overwrite or not _up_to_date(src, dst):
             dst.parent.mkdir(parents=True, exist_ok=True)
             _inflate(src, dst)
     converted = []
     for case, (images, label) in zip(cases, listed, strict=True):
-        images = [target(p) for p in images]
-        label = None if label is None else target(label)
+        images = [targets.get(p, p) for p in images]
+        label = None if label is None else targets.get(label, label)
         if isinstance(case, Case):
             converted.append(Case(case.case_id, tuple(images), label))
         else:

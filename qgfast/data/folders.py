@@ -40,6 +40,17 @@ class Case:
         return 3 if _extension(self.images[0]) in EXTENSIONS_3D else 2
 
 
+def case_paths(case: Case | dict) -> tuple[list[Path], Path | None]:
+    """(image paths, label path or None) of a ``Case`` or a dict
+    {"images": path | [paths], "label": path | None} (the two forms the loaders take)."""
+    if isinstance(case, Case):
+        return list(case.images), case.label
+    images = case["images"]
+    images = [images] if isinstance(images, (str, Path)) else images
+    label = case.get("label")
+    return [Path(p) for p in images], None if label is None else Path(label)
+
+
 def _extension(path: Path) -> str:
     name = path.name.lower()
     for ext in EXTENSIONS_3D + EXTENSIONS_2D:

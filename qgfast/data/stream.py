@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from qgfast.data.errors import DataError, native_data_errors
-from qgfast.data.folders import Case
+from qgfast.data.folders import Case, case_paths
 
 log = logging.getLogger(__name__)
 NORMS = ("zscore", "zscore-nonzero", "percentile", "window", "none")
@@ -94,10 +94,7 @@ class VolumeStream(IterableDataset):
         super().__init__()
         self._images, self._labels = [], []
         for case in cases:
-            images = case.images if isinstance(case, Case) else case["images"]
-            label = case.label if isinstance(case, Case) else case.get("label")
-            if isinstance(images, (str, Path)):
-                images = [images]
+            images, label = case_paths(case)
             self._images.append([str(p) for p in images])
             self._labels.append(None if label is None else str(label))
         if not self._images:

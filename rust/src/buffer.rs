@@ -11,7 +11,7 @@ const HUGE_MIN_BYTES: usize = 4 << 20;
 /// `vec![T::zeroed(); n]`, advised to use transparent huge pages when large.
 pub fn zeroed<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
     let v = vec![T::zeroed(); n];
-    advise_huge(&v);
+    advise_huge(v.as_ptr() as usize, std::mem::size_of_val(v.as_slice()));
     v
 }
 
@@ -24,7 +24,7 @@ pub fn read_words_at(file: &std::fs::File, offset: u64, n: usize) -> std::io::Re
     {
         use std::os::fd::AsRawFd;
         let mut v: Vec<u64> = Vec::with_capacity(words);
-        advise_huge_raw(v.as_ptr() as usize, words * 8);
+        advise_huge(v.as_ptr() as usize, words * 8);
         let base = v.as_mut_ptr() as *mut u8;
         let mut done = 0usize;
         while done < n {
@@ -63,13 +63,9 @@ pub fn read_words_at(file: &std::fs::File, offset: u64, n: usize) -> std::io::Re
     }
 }
 
+/// Ask for huge pages on the `bytes` from address `start` (whole 4 KiB pages inside them).
 #[cfg(target_os = "linux")]
-fn advise_huge<T>(v: &[T]) {
-    advise_huge_raw(v.as_ptr() as usize, std::mem::size_of_val(v));
-}
-
-#[cfg(target_os = "linux")]
-fn advise_huge_raw(start: usize, bytes: usize) {
+fn advise_huge(start: usize, bytes: usize) {
     if bytes < HUGE_MIN_BYTES {
         return;
     }
@@ -90,7 +86,7 @@ fn advise_huge_raw(start: usize, bytes: usize) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge<T>(_: &[T]) {}
+fn advise_huge(_: usize, _: usize) {}
 
 #[cfg(test)]
 mod tests {

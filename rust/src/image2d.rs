@@ -241,10 +241,6 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize)
     let mut out = Vec::with_capacity(w * h);
     let mut values: Vec<u16> = Vec::with_capacity(w * samples);
     for row in buf.chunks_exact(info.line_size).take(h) {
-        if depth == 8 && samples == 1 {
-            out.extend(row[..w].iter().map(|&v| v as u16)); // the common mask: no unpacking
-            continue;
-        }
         values.clear();
         match depth {
             1 | 2 | 4 => values.extend(unpack(row, depth, w * samples)),
@@ -254,6 +250,10 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize)
                     .chunks_exact(2)
                     .map(|b| u16::from_be_bytes([b[0], b[1]])),
             ),
+        }
+        if samples == 1 {
+            out.extend_from_slice(&values); // grey or palette: nothing to check per pixel
+            continue;
         }
         for px in values.chunks_exact(samples) {
             if samples >= 3 && (px[0] != px[1] || px[0] != px[2]) {

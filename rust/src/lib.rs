@@ -107,7 +107,7 @@ fn scale(vol: &nifti::Volume, raw: bool) -> Result<Option<Vec<f64>>, Error> {
         return Ok(None);
     }
     let scaling = vol.header.scaling().map_err(Error::InvalidArgument)?;
-    Ok(scaling.map(|s| vol.map_values(Some(s), |x| x)))
+    Ok(scaling.map(|s| vol.scaled_values(s)))
 }
 
 fn to_array<'py, T: numpy::Element>(

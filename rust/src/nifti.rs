@@ -82,6 +82,49 @@ impl DType {
     }
 }
 
+/// A voxel type as stored on disk.
+pub trait Voxel: bytemuck::Pod + PartialEq {
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! voxel {
+    ($($t:ty),*) => { $(impl Voxel for $t { #[inline] fn to_f64(self) -> f64 { self as f64 } })* };
+}
+voxel!(u8, i8, i16, u16, i32, u32, i64, u64, f32, f64);
+
+/// Run `$body` with `$T` bound to the Rust type of a `DType`.
+macro_rules! with_voxel_type {
+    ($dtype:expr, $T:ident, $body:expr) => {
+        $crate::nifti::with_voxel_type!(@arms $dtype, $T, $body;
+            U8 u8, I8 i8, I16 i16, U16 u16, I32 i32, U32 u32, I64 i64, U64 u64, F32 f32, F64 f64)
+    };
+    (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident $t:ty),*) => {
+        match $dtype {
+            $($crate::nifti::DType::$variant => {
+                type $T = $t;
+                $body
+            })*
+        }
+    };
+}
+pub(crate) use with_voxel_type;
+
+/// nibabel's scaling of one value: `x · slope + inter`, multiplying only when the slope is
+/// not 1 and adding only when the intercept is not 0 (None: unscaled).
+#[inline]
+pub fn apply_scaling(x: f64, scaling: Option<(f64, f64)>) -> f64 {
+    let mut x = x;
+    if let Some((slope, inter)) = scaling {
+        if slope != 1.0 {
+            x *= slope;
+        }
+        if inter != 0.0 {
+            x += inter;
+        }
+    }
+    x
+}
+
 /// The header fields a reader needs (both versions widened to the NIfTI-2 types).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
@@ -316,49 +359,15 @@ impl Volume {
 }
 
 impl Volume {
-    /// Every voxel as `out(value)`, where value is the voxel as f64 scaled the way nibabel
-    /// scales it (`raw · slope + inter` when `scaling` is Some). One pass, no f64 buffer.
-    pub fn map_values<O>(&self, scaling: Option<(f64, f64)>, out: impl Fn(f64) -> O) -> Vec<O> {
-        fn typed<T: bytemuck::Pod, O>(
-            b: &[u8],
-            s: Option<(f64, f64)>,
-            f: fn(T) -> f64,
-            out: &impl Fn(f64) -> O,
-        ) -> Vec<O> {
-            // voxels start at an offset the type divides (`Volume::aligned`), so the cast holds
-            let values: &[T] = bytemuck::cast_slice(b);
-            match s {
-                None => values.iter().map(|&v| out(f(v))).collect(),
-                Some((slope, inter)) => values
-                    .iter()
-                    .map(|&v| {
-                        // nibabel: multiply only when slope != 1, add only when inter != 0
-                        let mut x = f(v);
-                        if slope != 1.0 {
-                            x *= slope;
-                        }
-                        if inter != 0.0 {
-                            x += inter;
-                        }
-                        out(x)
-                    })
-                    .collect(),
-            }
-        }
-        use DType::*;
-        let b = self.voxels();
-        match self.header.dtype {
-            U8 => typed::<u8, O>(b, scaling, |v| v as f64, &out),
-            I8 => typed::<i8, O>(b, scaling, |v| v as f64, &out),
-            I16 => typed::<i16, O>(b, scaling, |v| v as f64, &out),
-            U16 => typed::<u16, O>(b, scaling, |v| v as f64, &out),
-            I32 => typed::<i32, O>(b, scaling, |v| v as f64, &out),
-            U32 => typed::<u32, O>(b, scaling, |v| v as f64, &out),
-            I64 => typed::<i64, O>(b, scaling, |v| v as f64, &out),
-            U64 => typed::<u64, O>(b, scaling, |v| v as f64, &out),
-            F32 => typed::<f32, O>(b, scaling, |v| v as f64, &out),
-            F64 => typed::<f64, O>(b, scaling, |v| v, &out),
-        }
+    /// Every voxel as float64, scaled the way nibabel scales it.
+    pub fn scaled_values(&self, scaling: (f64, f64)) -> Vec<f64> {
+        // voxels start at an offset the type divides (`Volume::aligned`), so the cast holds
+        with_voxel_type!(self.header.dtype, T, {
+            bytemuck::cast_slice::<u8, T>(self.voxels())
+                .iter()
+                .map(|&v| apply_scaling(v.to_f64(), Some(scaling)))
+                .collect()
+        })
     }
 }
 
@@ -506,10 +515,17 @@ fn plain_layout(
 pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let head = &file[..file.len().min(NIFTI2_SIZE)];
     let (header, start, nbytes) = plain_layout(head, file.len() as u64, path, max_bytes)?;
-    let mut words = words_for(nbytes);
-    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes]
-        .copy_from_slice(&file[start as usize..start as usize + nbytes]);
-    Ok(native_volume(header, words, nbytes))
+    Ok(volume_from_bytes(
+        header,
+        &file[start as usize..start as usize + nbytes],
+    ))
+}
+
+/// A volume holding a copy of `bytes` (its voxels, in file byte order).
+fn volume_from_bytes(header: Header, bytes: &[u8]) -> Volume {
+    let mut words = words_for(bytes.len());
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    native_volume(header, words, bytes.len())
 }
 
 /// nibabel treats a single-file offset below the header + extension flag as the minimum.
@@ -567,15 +583,7 @@ pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result
             ),
         ));
     }
-    to_native(&header, &mut bytes);
-    let mut words = words_for(nbytes);
-    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..nbytes].copy_from_slice(&bytes);
-    Ok(Volume {
-        header,
-        words,
-        start: 0,
-        len: nbytes,
-    })
+    Ok(volume_from_bytes(header, &bytes))
 }
 
 /// One libdeflate call when the gzip trailer's size (ISIZE, the last member's length mod

@@ -376,24 +376,37 @@ fn render(
     let n = p[0] * p[1] * p[2];
     let channels = vol.channels.len();
     let plane = cfg.rot90.unwrap_or((0, 1));
-    if spec.rot90 == 0 && spec.flip == [false; 3] {
-        for c in 0..channels {
-            vol.crop_image(c, spec.origin, p, &mut image[c * n..(c + 1) * n]);
+    let plain = spec.rot90 == 0 && spec.flip == [false; 3];
+    // crop straight into `out`, or into a scratch crop that flips/rot90 then rearrange
+    fn place<T: Copy + Default>(
+        out: &mut [T],
+        plain: bool,
+        crop: impl FnOnce(&mut [T]),
+        rearrange: impl FnOnce(&[T], &mut [T]),
+    ) {
+        if plain {
+            crop(out);
+        } else {
+            let mut scratch = vec![T::default(); out.len()];
+            crop(&mut scratch);
+            rearrange(&scratch, out);
         }
-        if let Some(out) = label {
-            vol.crop_label(spec.origin, p, out);
-        }
-    } else {
-        let mut crop = vec![0f32; n];
-        for c in 0..channels {
-            vol.crop_image(c, spec.origin, p, &mut crop);
-            permute(&crop, &mut image[c * n..(c + 1) * n], p, spec, plane);
-        }
-        if let Some(out) = label {
-            let mut crop = vec![0u8; n];
-            vol.crop_label(spec.origin, p, &mut crop);
-            permute(&crop, out, p, spec, plane);
-        }
+    }
+    for c in 0..channels {
+        place(
+            &mut image[c * n..(c + 1) * n],
+            plain,
+            |buf| vol.crop_image(c, spec.origin, p, buf),
+            |crop, out| permute(crop, out, p, spec, plane),
+        );
+    }
+    if let Some(out) = label {
+        place(
+            out,
+            plain,
+            |buf| vol.crop_label(spec.origin, p, buf),
+            |crop, out| permute(crop, out, p, spec, plane),
+        );
     }
     for c in 0..channels {
         let ch = &mut image[c * n..(c + 1) * n];

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::errors::Error;
-use crate::nifti::{self, DType};
+use crate::nifti::{self, apply_scaling, with_voxel_type, DType, Voxel};
 
 /// How image intensities are normalised, per channel, from statistics of the whole volume.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,32 +55,6 @@ impl ValueMap {
     }
 }
 
-/// A voxel type as stored on disk.
-pub trait Voxel: bytemuck::Pod + PartialEq {
-    fn to_f64(self) -> f64;
-}
-
-macro_rules! voxel {
-    ($($t:ty),*) => { $(impl Voxel for $t { #[inline] fn to_f64(self) -> f64 { self as f64 } })* };
-}
-voxel!(u8, i8, i16, u16, i32, u32, i64, u64, f32, f64);
-
-/// Run `$body` with `$T` bound to the Rust type of a `DType`.
-macro_rules! with_voxel_type {
-    ($dtype:expr, $T:ident, $body:expr) => {
-        with_voxel_type!(@arms $dtype, $T, $body;
-            U8 u8, I8 i8, I16 i16, U16 u16, I32 i32, U32 u32, I64 i64, U64 u64, F32 f32, F64 f64)
-    };
-    (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident $t:ty),*) => {
-        match $dtype {
-            $(DType::$variant => {
-                type $T = $t;
-                $body
-            })*
-        }
-    };
-}
-
 /// One channel's voxels: `len` values of `dtype` from byte `start` of a shared buffer (the
 /// channels of a 4D file share one), scaled as nibabel scales them, then `map`ped.
 #[derive(Clone)]
@@ -93,21 +67,11 @@ pub struct Channel {
     pub map: ValueMap,
 }
 
-/// Voxel value as nibabel gives it: raw, or `raw · slope + inter` (multiply only when the
-/// slope is not 1, add only when the intercept is not 0), rounded once to float32 as the
-/// float32 array the reference normalises.
+/// Voxel value as nibabel gives it, rounded once to float32 as the float32 array the
+/// reference normalises.
 #[inline]
 fn scaled<T: Voxel>(v: T, scaling: Option<(f64, f64)>) -> f64 {
-    let mut x = v.to_f64();
-    if let Some((slope, inter)) = scaling {
-        if slope != 1.0 {
-            x *= slope;
-        }
-        if inter != 0.0 {
-            x += inter;
-        }
-    }
-    x as f32 as f64
+    apply_scaling(v.to_f64(), scaling) as f32 as f64
 }
 
 impl Channel {
@@ -254,15 +218,19 @@ fn fixed_map(norm: Norm) -> ValueMap {
     }
 }
 
-/// Nearest-rank percentiles (index round(q · (n − 1)) of the sorted values) from
-/// ascending value counts.
+/// Index of the `q`-th percentile among `n` sorted values, nearest rank: round(q · (n − 1)).
+fn nearest_rank(q: f64, n: usize) -> usize {
+    ((q / 100.0) * (n - 1) as f64).round() as usize
+}
+
+/// Nearest-rank percentiles from ascending value counts.
 fn count_percentiles(pairs: &[(f64, u64)], lo: f64, hi: f64) -> (f64, f64) {
     let n: u64 = pairs.iter().map(|p| p.1).sum();
     if n == 0 {
         return (0.0, 0.0); // an empty channel: nothing to clip
     }
     let at = |q: f64| {
-        let rank = ((q / 100.0) * (n - 1) as f64).round() as u64;
+        let rank = nearest_rank(q, n as usize) as u64;
         let mut seen = 0;
         for &(v, c) in pairs {
             seen += c;
@@ -275,13 +243,16 @@ fn count_percentiles(pairs: &[(f64, u64)], lo: f64, hi: f64) -> (f64, f64) {
     (at(lo), at(hi))
 }
 
-/// The values at the [lo, hi] percentiles, nearest rank (index round(q · (n − 1))).
+/// The values at the [lo, hi] percentiles, nearest rank.
 fn percentiles(values: &mut [f32], lo: f64, hi: f64) -> (f32, f32) {
     if values.is_empty() {
         return (0.0, 0.0);
     }
-    let rank = |q: f64| ((q / 100.0) * (values.len() - 1) as f64).round() as usize;
-    let (i, j) = (rank(lo), rank(hi).max(rank(lo)));
+    let (i, j) = (
+        nearest_rank(lo, values.len()),
+        nearest_rank(hi, values.len()),
+    );
+    let j = j.max(i);
     let (_, &mut a, rest) = values.select_nth_unstable_by(i, f32::total_cmp);
     let b = if j == i {
         a
@@ -389,10 +360,10 @@ impl Decoded {
     }
 }
 
-/// out[(x·py + y)·pz + z] = conv(src[(origin + (x, y, z)) · strides]), zero outside `shape`.
-/// Reads run along the source's contiguous axis: z-runs when z is contiguous (2D images),
-/// otherwise (NIfTI, x contiguous) 16-wide z tiles so each source row is read in order and
-/// each output cache line is written whole.
+/// out[(x·py + y)·pz + z] = conv(src[(origin + (x, y, z)) · strides]), zero outside `shape`,
+/// for any strides. Tuned for the two layouts volumes have: 2D images ([H, W, 1], W
+/// contiguous) copy whole rows; NIfTI volumes (x contiguous) go in 16-wide z tiles so each
+/// source row is read in order and each output cache line is written whole.
 fn gather<T: Copy, O: Copy + Default>(
     src: &[T],
     shape: [usize; 3],
@@ -423,19 +394,6 @@ fn gather<T: Copy, O: Copy + Default>(
             let src_row = &src[at(0, x) + at(1, lo[1]) + at(2, 0)..][..hi[1] - lo[1]];
             for (o, &v) in dst.iter_mut().zip(src_row) {
                 *o = conv(v);
-            }
-        }
-        return;
-    }
-    if strides[2] == 1 {
-        for x in lo[0]..hi[0] {
-            for y in lo[1]..hi[1] {
-                let row = at(0, x) + at(1, y);
-                let dst = &mut out[(x * py + y) * pz..][lo[2]..hi[2]];
-                let src_row = &src[row + at(2, lo[2])..][..hi[2] - lo[2]];
-                for (o, &v) in dst.iter_mut().zip(src_row) {
-                    *o = conv(v);
-                }
             }
         }
         return;
@@ -487,17 +445,18 @@ fn file_channels(path: &Path, max_bytes: usize) -> Result<([usize; 3], Vec<Chann
 
 /// Linear C-order indices of up to `MAX_FG` nonzero label voxels, evenly strided.
 fn sample_foreground(label: &Channel, shape: [usize; 3], strides: [usize; 3]) -> Vec<u32> {
-    // element i of the buffer → (x, y, z) from the strides → C order
+    // element i of the buffer → C-order index: itself for 2D images (C order already),
+    // else from NIfTI's x-fastest (x, y, z)
     let c_order = strides == [shape[1] * shape[2], shape[2], 1];
     let position = |i: usize| {
         if c_order {
-            return i as u32; // already the C-order index (2D images)
+            return i as u32;
         }
-        let (x, y, z) = if strides[2] == 1 {
-            (i / strides[0], (i / strides[1]) % shape[1], i % shape[2])
-        } else {
-            (i % shape[0], (i / strides[1]) % shape[1], i / strides[2])
-        };
+        let (x, y, z) = (
+            i % shape[0],
+            (i / shape[0]) % shape[1],
+            i / (shape[0] * shape[1]),
+        );
         ((x * shape[1] + y) * shape[2] + z) as u32
     };
     fn strided<T: Voxel>(values: &[T], position: impl Fn(usize) -> u32) -> Vec<u32> {
