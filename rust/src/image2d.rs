@@ -88,49 +88,63 @@ impl Taps {
     }
 }
 
-/// Interleaved [H, W, C] uint8 → planar [C, h, w] float in [0, 1], anti-aliased bilinear
-/// (PIL's filter). The vertical pass runs first, on whole interleaved rows (contiguous,
-/// vectorised), so the scalar horizontal pass sees only `h` rows; the result differs from
-/// horizontal-first (PIL, torch) by float rounding only (tests: within 2e-6 of torch).
+/// Interleaved [H, W, C] uint8 → planar [C, h, w] float in [0, 1] into `out`, anti-aliased
+/// bilinear (PIL's filter). The vertical pass runs first, on whole interleaved rows
+/// (contiguous, vectorised) into `rows` (scratch, grown as needed, never re-zeroed), so the
+/// horizontal pass sees only `h` rows; the result differs from horizontal-first (PIL,
+/// torch) by float rounding only (tests: within 2e-6 of torch).
 pub fn resize_linear(
     src: &[u8],
-    c: usize,
-    h: usize,
-    w: usize,
-    out_h: usize,
-    out_w: usize,
-) -> Vec<f32> {
+    [c, h, w]: [usize; 3],
+    [out_h, out_w]: [usize; 2],
+    rows: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    assert_eq!(src.len(), c * h * w, "resize source size");
+    assert_eq!(out.len(), c * out_h * out_w, "resize output size");
+    if rows.len() < out_h * w * c {
+        rows.resize(out_h * w * c, 0.0);
+    }
+    let rows = &mut rows[..out_h * w * c];
     // The same loops compiled twice: for AVX2 + FMA (8-wide, what the vertical pass
     // auto-vectorises to), chosen at run time, and for the baseline x86-64 / other targets.
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(src: &[u8], dims: [usize; 5]) -> Vec<f32> {
-            resize_linear_impl(src, dims)
+        unsafe fn avx2(src: &[u8], dims: [usize; 5], rows: &mut [f32], out: &mut [f32]) {
+            resize_linear_impl(src, dims, rows, out)
         }
         // SAFETY: the CPU was just checked for AVX2 and FMA.
-        return unsafe { avx2(src, [c, h, w, out_h, out_w]) };
+        return unsafe { avx2(src, [c, h, w, out_h, out_w], rows, out) };
     }
-    resize_linear_impl(src, [c, h, w, out_h, out_w])
+    resize_linear_impl(src, [c, h, w, out_h, out_w], rows, out)
 }
 
 #[inline(always)]
-fn resize_linear_impl(src: &[u8], [c, h, w, out_h, out_w]: [usize; 5]) -> Vec<f32> {
+fn resize_linear_impl(
+    src: &[u8],
+    [c, h, w, out_h, out_w]: [usize; 5],
+    rows: &mut [f32],
+    out: &mut [f32],
+) {
     let (tx, ty) = (Taps::new(w, out_w), Taps::new(h, out_h));
     let row_len = w * c;
-    let mut tmp = vec![0f32; out_h * row_len];
-    for (y, acc) in tmp.chunks_exact_mut(row_len).enumerate() {
+    for (y, acc) in rows.chunks_exact_mut(row_len).enumerate() {
         let (lo, ws) = ty.of(y);
-        for (k, &wk) in ws.iter().enumerate() {
+        // the first tap assigns (0 + x is x exactly), so the scratch needs no zeroing
+        let first = &src[lo * row_len..][..row_len];
+        for (a, &v) in acc.iter_mut().zip(first) {
+            *a = ws[0] * v as f32;
+        }
+        for (k, &wk) in ws.iter().enumerate().skip(1) {
             let row = &src[(lo + k) * row_len..][..row_len];
             for (a, &v) in acc.iter_mut().zip(row) {
                 *a += wk * v as f32;
             }
         }
     }
-    let mut out = vec![0f32; c * out_h * out_w];
     let plane = out_h * out_w;
-    for (y, row) in tmp.chunks_exact(row_len).enumerate() {
+    for (y, row) in rows.chunks_exact(row_len).enumerate() {
         for x in 0..out_w {
             let (lo, ws) = tx.of(x);
             let px = &row[lo * c..(lo + ws.len()) * c];
@@ -159,21 +173,21 @@ fn resize_linear_impl(src: &[u8], [c, h, w, out_h, out_w]: [usize; 5]) -> Vec<f3
             }
         }
     }
-    out
 }
 
-/// torch's "nearest-exact": source index floor((dst + 0.5) · in / out).
-pub fn resize_nearest(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
+/// torch's "nearest-exact" into `out` [out_h, out_w]: source index floor((dst + 0.5) · in / out),
+/// in exact arithmetic (at an exact tie torch's float32 scale can round one pixel lower).
+pub fn resize_nearest(src: &[u8], [h, w]: [usize; 2], [out_h, out_w]: [usize; 2], out: &mut [u8]) {
     let pick = |i: usize, inp: usize, out: usize| {
         (((i as f64 + 0.5) * inp as f64 / out as f64) as usize).min(inp - 1)
     };
     let columns: Vec<usize> = (0..out_w).map(|x| pick(x, w, out_w)).collect();
-    let mut out = Vec::with_capacity(out_h * out_w);
-    for y in 0..out_h {
+    for (y, dst) in out.chunks_exact_mut(out_w).take(out_h).enumerate() {
         let row = &src[pick(y, h, out_h) * w..][..w];
-        out.extend(columns.iter().map(|&x| row[x]));
+        for (o, &x) in dst.iter_mut().zip(&columns) {
+            *o = row[x];
+        }
     }
-    out
 }
 
 fn decode_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage, Error> {
@@ -188,32 +202,72 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| data(path, format!("cannot open: {e}")))
 }
 
-/// Image as interleaved uint8 [H, W, C] (C = 1 grey, 3 otherwise) and its size.
-pub fn decode_image(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), Error> {
-    let img = decode_any(path, &read(path)?)?;
+/// The `image` crate's default allocation cap, kept for the direct JPEG path too: a header
+/// may claim up to 65535² pixels.
+const MAX_IMAGE_BYTES: usize = 512 << 20;
+
+/// JPEG straight through zune-jpeg (the decoder `image` wraps, same options) into a reused
+/// buffer: interleaved RGB, or grey for a grey file. None where the generic path should run
+/// instead (alpha colour spaces, a decode error: that path words the error).
+fn decode_jpeg_into(bytes: &[u8], pixels: &mut Vec<u8>) -> Option<(usize, usize, usize)> {
+    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().ok()?;
+    let (c, colours) = match decoder.input_colorspace()? {
+        ColorSpace::Luma => (1, ColorSpace::Luma),
+        ColorSpace::RGBA | ColorSpace::LumaA => return None,
+        _ => (3, ColorSpace::RGB), // YCbCr, RGB, CMYK, YCCK: what `image` asks for too
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(colours));
+    let (w, h) = decoder.dimensions()?;
+    let size = decoder.output_buffer_size()?;
+    if size > MAX_IMAGE_BYTES || size != h * w * c {
+        return None;
+    }
+    // zeroed every time: a truncated file leaves part of the output unwritten, which must
+    // read as zeros, not as the previous image
+    pixels.clear();
+    pixels.resize(size, 0);
+    decoder.decode_into(pixels).ok()?;
+    Some((c, h, w))
+}
+
+/// Image as interleaved uint8 [H, W, C] (C = 1 grey, 3 otherwise) in `pixels`; its (C, H, W).
+pub fn decode_image(path: &Path, pixels: &mut Vec<u8>) -> Result<(usize, usize, usize), Error> {
+    let bytes = read(path)?;
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        if let Some(dims) = decode_jpeg_into(&bytes, pixels) {
+            return Ok(dims);
+        }
+    }
+    let img = decode_any(path, &bytes)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16);
-    // `into_*` reuses the decoder's buffer when it already holds that layout (JPEG: RGB8)
-    Ok(if grey {
-        (img.into_luma8().into_raw(), 1, h, w)
+    // `into_*` reuses the decoder's buffer when it already holds that layout
+    *pixels = if grey {
+        img.into_luma8().into_raw()
     } else {
-        (img.into_rgb8().into_raw(), 3, h, w)
+        img.into_rgb8().into_raw()
+    };
+    Ok((if grey { 1 } else { 3 }, h, w))
+}
+
+fn unpack(row: &[u8], depth: usize, width: usize) -> impl Iterator<Item = u8> + '_ {
+    let per = 8 / depth;
+    let mask = (1u8 << depth) - 1;
+    (0..width).map(move |x| {
+        let shift = 8 - depth * (x % per + 1);
+        (row[x / per] >> shift) & mask
     })
 }
 
-fn unpack(row: &[u8], depth: usize, width: usize) -> Vec<u16> {
-    let per = 8 / depth;
-    let mask = (1u16 << depth) - 1;
-    (0..width)
-        .map(|x| {
-            let byte = row[x / per] as u16;
-            let shift = 8 - depth * (x % per + 1);
-            (byte >> shift) & mask
-        })
-        .collect()
-}
-
-fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize), Error> {
+/// A PNG mask's values as stored (palette indices, grey levels, or grey saved as RGB);
+/// 16-bit values must fit uint8.
+fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, usize, usize), Error> {
     use png::{BitDepth, ColorType};
     let bad = |e: png::DecodingError| data(path, format!("cannot decode PNG: {e}"));
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
@@ -239,23 +293,32 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize)
         ColorType::Rgba => 4,
     };
     let mut out = Vec::with_capacity(w * h);
-    let mut values: Vec<u16> = Vec::with_capacity(w * samples);
+    let mut values: Vec<u8> = Vec::with_capacity(w * samples);
     for row in buf.chunks_exact(info.line_size).take(h) {
-        values.clear();
-        match depth {
-            1 | 2 | 4 => values.extend(unpack(row, depth, w * samples)),
-            8 => values.extend(row[..w * samples].iter().map(|&v| v as u16)),
-            _ => values.extend(
-                row[..2 * w * samples]
-                    .chunks_exact(2)
-                    .map(|b| u16::from_be_bytes([b[0], b[1]])),
-            ),
-        }
+        let row: &[u8] = match depth {
+            8 if samples == 1 => &row[..w], // grey or palette: the values themselves
+            8 => &row[..w * samples],
+            1 | 2 | 4 => {
+                values.clear();
+                values.extend(unpack(row, depth, w * samples));
+                &values
+            }
+            _ => {
+                values.clear();
+                for b in row[..2 * w * samples].chunks_exact(2) {
+                    let v = u16::from_be_bytes([b[0], b[1]]);
+                    let v = u8::try_from(v)
+                        .map_err(|_| data(path, format!("label {v} is over 255")))?;
+                    values.push(v);
+                }
+                &values
+            }
+        };
         if samples == 1 {
-            out.extend_from_slice(&values); // grey or palette: nothing to check per pixel
+            out.extend_from_slice(row);
             continue;
         }
-        for px in values.chunks_exact(samples) {
+        for px in row.chunks_exact(samples) {
             if samples >= 3 && (px[0] != px[1] || px[0] != px[2]) {
                 return Err(data(
                     path,
@@ -268,8 +331,8 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u16>, usize, usize)
     Ok((out, h, w))
 }
 
-/// Label map uint8 [H, W] and its size.
-pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize), Error> {
+/// Label map uint8 [H, W], its size, and whether it is a 0/255 mask (to read as 0/1).
+pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize, bool), Error> {
     let bytes = read(path)?;
     let (values, h, w) = if bytes.starts_with(b"\x89PNG") {
         decode_png_mask(path, &bytes)?
@@ -277,27 +340,34 @@ pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize), Error> {
         let img = decode_any(path, &bytes)?;
         let luma = img.to_luma8();
         let (w, h) = (luma.width() as usize, luma.height() as usize);
-        let binarise = is_jpeg(path);
-        let vals = luma
-            .into_raw()
-            .into_iter()
-            .map(|v| {
-                if binarise {
-                    u16::from(v >= 128)
-                } else {
-                    v as u16
-                }
-            })
-            .collect();
-        (vals, h, w)
+        let mut values = luma.into_raw();
+        if is_jpeg(path) {
+            values
+                .iter_mut()
+                .for_each(|v| *v = u8::from(*v >= 128) * 255);
+        }
+        (values, h, w)
     };
-    if values.iter().all(|&v| v == 0 || v == 255) {
-        return Ok((values.iter().map(|&v| u8::from(v != 0)).collect(), h, w));
-    }
-    if let Some(v) = values.iter().find(|&&v| v > 255) {
-        return Err(data(path, format!("label {v} is over 255")));
-    }
-    Ok((values.iter().map(|&v| v as u8).collect(), h, w))
+    // no early exit inside a chunk, so the comparison vectorises
+    let binary = values
+        .chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, &v| ok & ((v == 0) | (v == 255))));
+    Ok((values, h, w, binary))
+}
+
+/// Per-thread buffers reused from image to image: the decoded pixels and the resize's
+/// intermediate rows. Fresh 0.8–1.4 MB buffers per image cost zeroing and page faults on
+/// the order of the resize itself; buffers of outsized images are not kept.
+#[derive(Default)]
+struct Scratch {
+    pixels: Vec<u8>,
+    rows: Vec<f32>,
+}
+
+const SCRATCH_KEEP_BYTES: usize = 64 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// One 2D case at `size` = (H, W) as a [C, H, W, 1] volume (normalisation happens per
@@ -307,25 +377,40 @@ pub fn decode(
     label: Option<&std::path::PathBuf>,
     size: [usize; 2],
 ) -> Result<Decoded, Error> {
-    let (pixels, c, h, w) = decode_image(image)?;
-    let resized = resize_linear(&pixels, c, h, w, size[0], size[1]);
+    let n = size[0] * size[1];
+    let (c, h, w, planes) = SCRATCH.with(|scratch| -> Result<_, Error> {
+        let mut guard = scratch.borrow_mut();
+        let Scratch { pixels, rows } = &mut *guard;
+        let (c, h, w) = decode_image(image, pixels)?;
+        let mut planes: Vec<u64> = crate::buffer::zeroed((c * n).div_ceil(2));
+        let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
+        resize_linear(pixels, [c, h, w], size, rows, out);
+        if pixels.capacity() > SCRATCH_KEEP_BYTES {
+            *pixels = Vec::new();
+        }
+        if rows.capacity() * 4 > SCRATCH_KEEP_BYTES {
+            *rows = Vec::new();
+        }
+        Ok((c, h, w, planes))
+    })?;
     let label = match label {
         None => None,
         Some(path) => {
-            let (mask, mh, mw) = decode_mask(path)?;
+            let (mask, mh, mw, binary) = decode_mask(path)?;
             if (mh, mw) != (h, w) {
                 return Err(data(
                     path,
                     format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
                 ));
             }
-            Some(resize_nearest(&mask, h, w, size[0], size[1]))
+            let mut words: Vec<u64> = crate::buffer::zeroed(n.div_ceil(8));
+            let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
+            resize_nearest(&mask, [h, w], size, out);
+            if binary {
+                out.iter_mut().for_each(|v| *v = u8::from(*v != 0));
+            }
+            Some(words)
         }
     };
-    Ok(Decoded::from_2d(
-        size[0],
-        size[1],
-        &resized,
-        label.as_deref(),
-    ))
+    Ok(Decoded::from_2d(size, c, planes, label))
 }

@@ -215,6 +215,7 @@ struct VolumeStreamCore {
     cfg: stream::Config,
     cases: std::sync::Arc<Vec<stream::Case>>,
     cache: std::sync::Arc<stream::Cache>,
+    buffers: std::sync::Arc<stream::Buffers>,
     labeled: Vec<usize>,
     unlabeled: Vec<usize>,
 }
@@ -244,8 +245,10 @@ impl VolumeStreamCore {
             .zip(labels)
             .map(|(images, label)| stream::Case { images, label })
             .collect();
+        let cfg = stream_config(config)?;
         Ok(VolumeStreamCore {
-            cfg: stream_config(config)?,
+            buffers: std::sync::Arc::new(stream::Buffers::new(&cfg)),
+            cfg,
             cases: std::sync::Arc::new(cases),
             cache: std::sync::Arc::new(stream::Cache::default()),
             labeled,
@@ -258,12 +261,14 @@ impl VolumeStreamCore {
             self.cfg.clone(),
             self.cases.clone(),
             self.cache.clone(),
+            self.buffers.clone(),
             &self.labeled,
             &self.unlabeled,
             epoch,
         )?;
         Ok(EpochIterator {
             running: std::sync::Mutex::new(Some(running)),
+            buffers: self.buffers.clone(),
         })
     }
 
@@ -283,22 +288,69 @@ impl VolumeStreamCore {
 #[pyclass(module = "qgfast._native")]
 struct EpochIterator {
     running: std::sync::Mutex<Option<stream::Running>>,
+    buffers: std::sync::Arc<stream::Buffers>,
+}
+
+/// What a batch array's memory belongs to: the Python base object of the array, which
+/// hands the buffer back to its stream's recycler when the array is gone.
+enum Recycled {
+    F32(ArrayD<f32>, std::sync::Arc<stream::Buffers>),
+    U8(ArrayD<u8>, std::sync::Arc<stream::Buffers>),
+}
+
+#[pyclass(module = "qgfast._native", frozen)]
+struct BatchBuffer {
+    owned: Option<Recycled>,
+}
+
+impl Drop for BatchBuffer {
+    fn drop(&mut self) {
+        match self.owned.take() {
+            Some(Recycled::F32(a, home)) => home.images.give(a.into_raw_vec_and_offset().0),
+            Some(Recycled::U8(a, home)) => home.labels.give(a.into_raw_vec_and_offset().0),
+            None => {}
+        }
+    }
+}
+
+/// `values` as an array of `shape`.
+fn shaped<T>(shape: &[usize], values: Vec<T>) -> PyResult<ArrayD<T>> {
+    Ok(ArrayD::from_shape_vec(IxDyn(shape), values)
+        .map_err(|e| Error::InvalidArgument(format!("batch: {e}")))?)
+}
+
+/// A numpy array over the owned array (no copy) whose buffer returns home when freed.
+fn recycled_array(py: Python<'_>, owned: Recycled) -> PyResult<Bound<'_, PyAny>> {
+    let base = Bound::new(py, BatchBuffer { owned: Some(owned) })?;
+    // SAFETY: the array's memory belongs to `base`, which the new numpy array holds as its
+    // base object; `base` is frozen and never reallocates it, and gives it back only when
+    // dropped, i.e. after the numpy array is gone.
+    Ok(match base.get().owned.as_ref() {
+        Some(Recycled::F32(a, _)) => unsafe {
+            PyArrayDyn::borrow_from_array(a, base.clone().into_any()).into_any()
+        },
+        Some(Recycled::U8(a, _)) => unsafe {
+            PyArrayDyn::borrow_from_array(a, base.clone().into_any()).into_any()
+        },
+        None => unreachable!("set just above"),
+    })
 }
 
 fn part_dict<'py>(
     py: Python<'py>,
     part: stream::Part,
     patch: [usize; 3],
+    home: &std::sync::Arc<stream::Buffers>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let b = part.specs.len();
     let d = PyDict::new(py);
     let shape = [b, part.channels, patch[0], patch[1], patch[2]];
-    d.set_item("image", to_array(py, &shape, part.image)?)?;
+    let image = Recycled::F32(shaped(&shape, part.image)?, home.clone());
+    d.set_item("image", recycled_array(py, image)?)?;
     if let Some(label) = part.label {
-        d.set_item(
-            "label",
-            to_array(py, &[b, 1, patch[0], patch[1], patch[2]], label)?,
-        )?;
+        let shape = [b, 1, patch[0], patch[1], patch[2]];
+        let label = Recycled::U8(shaped(&shape, label)?, home.clone());
+        d.set_item("label", recycled_array(py, label)?)?;
     }
     let specs = &part.specs;
     let col = |f: &dyn Fn(&stream::SampleSpec) -> f32| specs.iter().map(f).collect::<Vec<f32>>();
@@ -354,10 +406,10 @@ impl EpochIterator {
         };
         let d = PyDict::new(py);
         if let Some(part) = batch.labeled {
-            d.set_item("labeled", part_dict(py, part, patch)?)?;
+            d.set_item("labeled", part_dict(py, part, patch, &self.buffers)?)?;
         }
         if let Some(part) = batch.unlabeled {
-            d.set_item("unlabeled", part_dict(py, part, patch)?)?;
+            d.set_item("unlabeled", part_dict(py, part, patch, &self.buffers)?)?;
         }
         Ok(Some(d))
     }
@@ -387,6 +439,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_nifti, m)?)?;
     m.add_class::<VolumeStreamCore>()?;
     m.add_class::<EpochIterator>()?;
+    m.add_class::<BatchBuffer>()?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(_selftest_fail, m)?)?;
     m.add_function(wrap_pyfunction!(label_components, m)?)?;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use crate::buffer::Recycler;
 use crate::errors::{catch_panic, Error};
 use crate::image2d;
 use crate::volume::{decode, Decoded, Norm};
@@ -181,6 +182,25 @@ impl Cache {
         c.bytes += size;
         c.map.insert(case, vol);
         c.order.push_back(case);
+    }
+}
+
+/// A stream's recycled batch buffers, shared with the arrays handed to Python (which give
+/// theirs back when dropped); they outlive epochs.
+pub struct Buffers {
+    pub images: Recycler<f32>,
+    pub labels: Recycler<u8>,
+}
+
+impl Buffers {
+    pub fn new(cfg: &Config) -> Buffers {
+        // a labelled and an unlabelled part per batch; batches ready, being built, and the
+        // one the caller holds
+        let keep = 2 * (cfg.prefetch.max(1) + cfg.threads.max(1) + 1);
+        Buffers {
+            images: Recycler::new(keep),
+            labels: Recycler::new(keep),
+        }
     }
 }
 
@@ -377,25 +397,32 @@ fn render(
     let channels = vol.channels.len();
     let plane = cfg.rot90.unwrap_or((0, 1));
     let plain = spec.rot90 == 0 && spec.flip == [false; 3];
-    // crop straight into `out`, or into a scratch crop that flips/rot90 then rearrange
+    // a stored buffer that is the crop already (2D images) is copied or rearranged as it
+    // is; otherwise crop straight into `out`, or into a scratch crop that flips/rot90 then
+    // rearrange
     fn place<T: Copy + Default>(
         out: &mut [T],
         plain: bool,
+        whole: Option<&[T]>,
         crop: impl FnOnce(&mut [T]),
         rearrange: impl FnOnce(&[T], &mut [T]),
     ) {
-        if plain {
-            crop(out);
-        } else {
-            let mut scratch = vec![T::default(); out.len()];
-            crop(&mut scratch);
-            rearrange(&scratch, out);
+        match (whole, plain) {
+            (Some(src), true) => out.copy_from_slice(src),
+            (Some(src), false) => rearrange(src, out),
+            (None, true) => crop(out),
+            (None, false) => {
+                let mut scratch = vec![T::default(); out.len()];
+                crop(&mut scratch);
+                rearrange(&scratch, out);
+            }
         }
     }
     for c in 0..channels {
         place(
             &mut image[c * n..(c + 1) * n],
             plain,
+            vol.whole_image(c, spec.origin, p),
             |buf| vol.crop_image(c, spec.origin, p, buf),
             |crop, out| permute(crop, out, p, spec, plane),
         );
@@ -404,6 +431,7 @@ fn render(
         place(
             out,
             plain,
+            vol.whole_label(spec.origin, p),
             |buf| vol.crop_label(spec.origin, p, buf),
             |crop, out| permute(crop, out, p, spec, plane),
         );
@@ -497,6 +525,7 @@ pub struct Epoch {
     pub cfg: Config,
     pub cases: Arc<Vec<Case>>,
     pub cache: Arc<Cache>,
+    pub buffers: Arc<Buffers>,
     pub plan: Plan,
     pub epoch: u64,
     next: AtomicUsize,
@@ -569,44 +598,48 @@ impl Epoch {
     ) -> Result<Part, Error> {
         let n = self.cfg.patch.iter().product::<usize>();
         let mut specs: Vec<SampleSpec> = Vec::with_capacity(size);
-        let mut vols: Vec<Arc<Decoded>> = Vec::with_capacity(size);
+        // One decoded volume alive at a time: each sample is rendered as soon as its volume
+        // is decoded (holding a whole batch of decodes cost a batch of page faults per batch,
+        // and for 3D a batch of volumes of memory).
+        let mut current: Option<(usize, Arc<Decoded>)> = None;
+        let mut image: Vec<f32> = Vec::new();
+        let mut label: Option<Vec<u8>> = None;
+        let mut channels = 0;
         for j in 0..size {
             let slot = batch * size + j;
             // consecutive slots of one case (samples_per_volume) share a decode even when
             // the cache is off or too small to hold the volume
             let first_choice = items[slot % items.len()];
-            let (case, vol) = match (specs.last(), vols.last()) {
-                (Some(prev), Some(v)) if prev.case == first_choice => (first_choice, v.clone()),
+            let (case, vol) = match current.take() {
+                Some((case, v)) if case == first_choice => (case, v),
                 _ => self.volume_for(items, slot)?,
             };
-            let mut rng = Rng::keyed(&[self.cfg.seed, self.epoch, stream, 1 + slot as u64]);
-            specs.push(draw(&self.cfg, &vol, case, &mut rng));
-            vols.push(vol);
-        }
-        let channels = vols[0].channels.len();
-        if let Some(v) = vols.iter().find(|v| v.channels.len() != channels) {
-            return Err(Error::InvalidArgument(format!(
-                "cases in one batch have {channels} and {} image channels",
-                v.channels.len()
-            )));
-        }
-        let mut image: Vec<f32> = crate::buffer::zeroed(size * channels * n);
-        let mut label = labels.then(|| crate::buffer::zeroed::<u8>(size * n));
-        for (j, (vol, spec)) in vols.iter().zip(&specs).enumerate() {
-            let lab = label.as_mut().map(|l| &mut l[j * n..(j + 1) * n]);
-            if labels && vol.label.is_none() {
+            if j == 0 {
+                channels = vol.channels.len();
+                // every element is written below, so recycled contents never show
+                image = self.buffers.images.take(size * channels * n);
+                label = labels.then(|| self.buffers.labels.take(size * n));
+            } else if vol.channels.len() != channels {
                 return Err(Error::InvalidArgument(format!(
-                    "case {} has no label",
-                    spec.case
+                    "cases in one batch have {channels} and {} image channels",
+                    vol.channels.len()
                 )));
             }
+            if labels && vol.label.is_none() {
+                return Err(Error::InvalidArgument(format!("case {case} has no label")));
+            }
+            let mut rng = Rng::keyed(&[self.cfg.seed, self.epoch, stream, 1 + slot as u64]);
+            let spec = draw(&self.cfg, &vol, case, &mut rng);
+            let lab = label.as_mut().map(|l| &mut l[j * n..(j + 1) * n]);
             render(
                 &self.cfg,
-                vol,
-                spec,
+                &vol,
+                &spec,
                 &mut image[j * channels * n..(j + 1) * channels * n],
                 lab,
             );
+            specs.push(spec);
+            current = Some((case, vol));
         }
         Ok(Part {
             image,
@@ -702,6 +735,7 @@ impl Running {
         cfg: Config,
         cases: Arc<Vec<Case>>,
         cache: Arc<Cache>,
+        buffers: Arc<Buffers>,
         labeled: &[usize],
         unlabeled: &[usize],
         epoch: u64,
@@ -712,6 +746,7 @@ impl Running {
             cfg,
             cases,
             cache,
+            buffers,
             plan,
             epoch,
             next: AtomicUsize::new(0),

@@ -75,20 +75,22 @@ fn scaled<T: Voxel>(v: T, scaling: Option<(f64, f64)>) -> f64 {
 }
 
 impl Channel {
-    /// Values held in memory (2D images: float32 in their final range, uint8 labels).
-    fn from_values<T: Voxel>(values: &[T], dtype: DType) -> Channel {
-        let bytes = std::mem::size_of_val(values);
-        let mut words: Vec<u64> = crate::buffer::zeroed(bytes.div_ceil(8));
-        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes]
-            .copy_from_slice(bytemuck::cast_slice(values));
+    /// `len` values of `dtype` from byte `start` of `words`, used as stored (2D images:
+    /// float32 in their final range, uint8 labels).
+    fn stored(words: Arc<Vec<u64>>, start: usize, len: usize, dtype: DType) -> Channel {
         Channel {
-            words: Arc::new(words),
-            start: 0,
-            len: values.len(),
+            words,
+            start,
+            len,
             dtype,
             scaling: None,
             map: ValueMap::IDENTITY,
         }
+    }
+
+    /// Stored as `dtype` and used as stored: no header scaling, identity map.
+    fn is_plain(&self, dtype: DType) -> bool {
+        self.dtype == dtype && self.scaling.is_none() && self.map == ValueMap::IDENTITY
     }
 
     fn values<T: Voxel>(&self) -> &[T] {
@@ -282,19 +284,27 @@ impl Decoded {
         self.bytes
     }
 
-    /// A 2D case: float32 channels [C][H·W] (row-major) and an optional uint8 label.
-    pub fn from_2d(h: usize, w: usize, channels: &[f32], label: Option<&[u8]>) -> Decoded {
-        let n = h * w;
-        let channels: Vec<Channel> = channels
-            .chunks_exact(n)
-            .map(|c| Channel::from_values(c, DType::F32))
+    /// A 2D case of `size` = [H, W]: `c` float32 planes [C][H·W] (row-major) in one buffer,
+    /// and an optional uint8 label [H·W]. No foreground list: an ImageStream crop is the
+    /// whole image, so there is no position to sample.
+    pub fn from_2d(
+        size: [usize; 2],
+        c: usize,
+        planes: Vec<u64>,
+        label: Option<Vec<u64>>,
+    ) -> Decoded {
+        let n = size[0] * size[1];
+        assert!(planes.len() * 2 >= c * n, "2D planes buffer too short");
+        let planes = Arc::new(planes);
+        let channels: Vec<Channel> = (0..c)
+            .map(|i| Channel::stored(planes.clone(), i * n * 4, n, DType::F32))
             .collect();
-        let label = label.map(|l| Channel::from_values(l, DType::U8));
-        let foreground = label
-            .as_ref()
-            .map(|l| sample_foreground(l, [h, w, 1], [w, 1, 1]))
-            .unwrap_or_default();
-        Decoded::assemble([h, w, 1], [w, 1, 1], channels, label, foreground)
+        let label = label.map(|l| {
+            assert!(l.len() * 8 >= n, "2D label buffer too short");
+            Channel::stored(Arc::new(l), 0, n, DType::U8)
+        });
+        let shape = [size[0], size[1], 1];
+        Decoded::assemble(shape, [size[1], 1, 1], channels, label, Vec::new())
     }
 
     fn assemble(
@@ -319,6 +329,25 @@ impl Decoded {
             foreground,
             bytes,
         }
+    }
+
+    /// Channel `c`'s stored float32 values when the crop at `origin` of `patch` is the
+    /// whole buffer as stored (2D images), so a crop would only copy them.
+    pub fn whole_image(&self, c: usize, origin: [i64; 3], patch: [usize; 3]) -> Option<&[f32]> {
+        let ch = &self.channels[c];
+        (self.is_whole(origin, patch) && ch.is_plain(DType::F32)).then(|| ch.values::<f32>())
+    }
+
+    /// The label's stored uint8 values under the same condition as `whole_image`.
+    pub fn whole_label(&self, origin: [i64; 3], patch: [usize; 3]) -> Option<&[u8]> {
+        let ch = self.label.as_ref()?;
+        (self.is_whole(origin, patch) && ch.is_plain(DType::U8)).then(|| ch.values::<u8>())
+    }
+
+    fn is_whole(&self, origin: [i64; 3], patch: [usize; 3]) -> bool {
+        origin == [0; 3]
+            && self.shape == patch
+            && self.strides == [patch[1] * patch[2], patch[2], 1]
     }
 
     /// Crop channel `c` at `origin` (zero outside the volume) into `out`, C order over the

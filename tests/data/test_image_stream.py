@@ -3,6 +3,8 @@ a NumPy reference of the returned draws, mask formats, errors."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,44 @@ def test_augmentations_equal_the_numpy_reference(lesions):
             np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=3e-5)
             drew_colour |= bool(batch["contrast"][j] != 1)
     assert drew_colour
+
+
+def test_images_of_different_sizes_through_one_thread(tmp_path):
+    """Per-thread decode buffers are reused from image to image: sizes that grow and shrink
+    must each decode and resize as if alone (JPEGs: PIL's IDCT differs by a level or two).
+    Odd input sizes: no nearest-neighbour source lands exactly on a pixel edge, where
+    torch's float32 scale may round down and our exact arithmetic does not."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for i, (h, w) in enumerate([(41, 53), (97, 61), (23, 31), (97, 61), (65, 63)]):
+        rgb = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        path = tmp_path / (f"{i}.png" if i % 2 else f"{i}.jpg")
+        Image.fromarray(rgb).save(path, quality=92)
+        mask = _write(tmp_path / f"{i}m.png", (rng.random((h, w)) > 0.5).astype(np.uint8))
+        cases.append(SimpleNamespace(images=[path], label=mask))
+    plain = [{"images": c.images, "label": c.label} for c in cases]
+    batch = next(iter(ImageStream(plain, (33, 41), labeled_batch_size=5, threads=1, **PLAIN)))
+    assert sorted(batch["case"].tolist()) == list(range(5))
+    for j in range(5):
+        case = cases[int(batch["case"][j])]
+        want_i, want_l = _torch_reference(case, (33, 41))
+        tol = 2e-6 if case.images[0].suffix == ".png" else 3 / 255
+        np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=tol)
+        np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+
+
+def test_grey_jpeg_has_one_channel(tmp_path):
+    grey = np.add.outer(np.arange(24), np.arange(30)).astype(np.uint8) * 4
+    path = tmp_path / "g.jpg"
+    Image.fromarray(grey).save(path, quality=95)
+    mask = _write(tmp_path / "m.png", np.zeros(grey.shape, np.uint8))
+    stream = ImageStream(
+        [{"images": [path], "label": mask}], grey.shape, labeled_batch_size=1, **PLAIN
+    )
+    img = next(iter(stream))["image"]
+    assert img.shape == (1, 1, *grey.shape)
+    pil = np.asarray(Image.open(path), np.float32) / 255
+    assert np.abs(img[0, 0].numpy() - pil).max() <= 3 / 255
 
 
 def test_same_seed_same_batches(lesions):

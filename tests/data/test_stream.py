@@ -161,6 +161,29 @@ def test_same_seed_same_epoch_whatever_the_threads(cases):
             assert torch.equal(x[key], y[key]), key
 
 
+def test_recycled_batch_buffers_change_nothing(cases):
+    """Batch memory goes back to the stream when Python drops a batch and is reused without
+    zeroing; every element must still be written (padding, flips and rot90 included)."""
+    kw = {"labeled_batch_size": 2, "unlabeled_batch_size": 1, "seed": 3, "threads": 1}
+    kw |= {"rot90_plane": (0, 1), "prefetch": 1}
+    mixed = list(cases[:4]) + [{"images": c.images} for c in cases[4:]]
+    patch = (24, 24, 9)  # larger than the volume in x and y: zero padding
+    kept = [
+        {p: {k: v.clone() for k, v in b[p].items()} for p in b}
+        for b in list(VolumeStream(mixed, patch, **kw))  # all alive at once: none recycled
+    ]
+    pointers, reused = set(), False
+    for want, got in zip(kept, VolumeStream(mixed, patch, **kw), strict=True):
+        for part in want:
+            for key in want[part]:
+                assert torch.equal(want[part][key], got[part][key]), (part, key)
+        ptr = got["labeled"]["image"].data_ptr()
+        reused |= ptr in pointers
+        pointers.add(ptr)
+        del got  # the batch's buffers go back to the stream
+    assert reused, "no batch buffer was recycled"
+
+
 def test_epochs_differ_and_set_epoch_replays(cases):
     stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, seed=1)
     first, second = _collect(stream), _collect(stream)
