@@ -414,3 +414,97 @@ pub fn decode(
     };
     Ok(Decoded::from_2d(size, c, planes, label))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn jpeg_fast_path_equals_the_image_crate() {
+        let (w, h) = (37u32, 29u32);
+        for (colour, c) in [
+            (image::ExtendedColorType::Rgb8, 3usize),
+            (image::ExtendedColorType::L8, 1),
+        ] {
+            // a smooth image with noise: JPEG keeps detail, so chroma and blocks matter
+            let raw: Vec<u8> = noise((w * h) as usize * c, 7)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v / 4).wrapping_add((i / c % w as usize) as u8 * 5))
+                .collect();
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+                .encode(&raw, w, h, colour)
+                .unwrap();
+            let mut fast = Vec::new();
+            let (stored, hh, ww) = decode_jpeg_into(&jpeg, &mut fast).expect("fast path");
+            assert_eq!((hh, ww), (h as usize, w as usize));
+            let generic = decode_any(Path::new("x.jpg"), &jpeg).unwrap();
+            assert_eq!(stored, c);
+            if c == 3 {
+                assert_eq!(fast, generic.to_rgb8().into_raw());
+            } else {
+                assert_eq!(fast, generic.to_luma8().into_raw());
+            }
+        }
+    }
+
+    #[test]
+    fn rgb_resize_equals_each_channel_resized_alone() {
+        let (h, w) = (23, 31);
+        let rgb = noise(h * w * 3, 3);
+        for size in [[11, 13], [23, 31], [40, 17]] {
+            let n = size[0] * size[1];
+            let mut rows = Vec::new();
+            let mut out = vec![0f32; 3 * n];
+            resize_linear(&rgb, [3, h, w], size, &mut rows, &mut out);
+            for ch in 0..3 {
+                let grey: Vec<u8> = rgb.iter().skip(ch).step_by(3).copied().collect();
+                let mut alone = vec![0f32; n];
+                resize_linear(&grey, [1, h, w], size, &mut rows, &mut alone);
+                assert_eq!(
+                    &out[ch * n..(ch + 1) * n],
+                    &alone[..],
+                    "{size:?} channel {ch}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn grey_resize_matches_the_separable_filter_in_f64() {
+        let (h, w) = (19, 26);
+        let grey = noise(h * w, 5);
+        for size in [[7, 9], [19, 26], [33, 41]] {
+            let (tx, ty) = (Taps::new(w, size[1]), Taps::new(h, size[0]));
+            let mut rows = Vec::new();
+            let mut out = vec![0f32; size[0] * size[1]];
+            resize_linear(&grey, [1, h, w], size, &mut rows, &mut out);
+            for y in 0..size[0] {
+                for x in 0..size[1] {
+                    let ((ly, wy), (lx, wx)) = (ty.of(y), tx.of(x));
+                    let mut want = 0f64;
+                    for (i, &a) in wy.iter().enumerate() {
+                        for (j, &b) in wx.iter().enumerate() {
+                            want += a as f64 * b as f64 * grey[(ly + i) * w + lx + j] as f64;
+                        }
+                    }
+                    let got = out[y * size[1] + x] as f64;
+                    assert!((got - want / 255.0).abs() < 1e-5, "{size:?} ({y}, {x})");
+                }
+            }
+        }
+    }
+}
