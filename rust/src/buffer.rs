@@ -63,6 +63,40 @@ pub fn read_words_at(file: &std::fs::File, offset: u64, n: usize) -> std::io::Re
     }
 }
 
+/// Per-thread spare word buffers for per-image data (2D planes and labels): a 2D image's
+/// 0.6 MB of planes would otherwise be a fresh mapping, faulted in and cleared, per image.
+/// Only buffers up to `SPARE_MAX_BYTES` are kept, at most `SPARE_KEEP` per thread.
+const SPARE_MAX_BYTES: usize = 8 << 20;
+const SPARE_KEEP: usize = 4;
+
+thread_local! {
+    static SPARE_WORDS: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `n` words, contents unspecified (a spare of that length from this thread, else zeroed):
+/// for callers that write every word they later read.
+pub fn spare_words(n: usize) -> Vec<u64> {
+    let spare = SPARE_WORDS.with(|s| {
+        let mut s = s.borrow_mut();
+        let i = s.iter().position(|v| v.len() == n)?;
+        Some(s.swap_remove(i))
+    });
+    spare.unwrap_or_else(|| zeroed(n))
+}
+
+/// Keep `v` for `spare_words` on this thread, if it is small enough and there is room.
+pub fn keep_spare(v: Vec<u64>) {
+    if v.len() * 8 > SPARE_MAX_BYTES {
+        return;
+    }
+    SPARE_WORDS.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_KEEP {
+            s.push(v);
+        }
+    });
+}
+
 /// Batch buffers handed to Python and taken back when Python lets go of them.
 ///
 /// Why: a fresh 20 MB batch per step is an mmap whose pages fault in and are cleared by the
@@ -144,6 +178,16 @@ mod tests {
             assert_eq!(v.len(), n);
             assert!(v.iter().all(|&x| x == 0.0));
         }
+    }
+
+    #[test]
+    fn spare_words_are_reused_on_the_thread() {
+        let a = super::spare_words(1000);
+        let ptr = a.as_ptr();
+        super::keep_spare(a);
+        assert_eq!(super::spare_words(1000).as_ptr(), ptr);
+        super::keep_spare(vec![0; (16 << 20) / 8]); // too large to keep
+        assert_eq!(super::spare_words((16 << 20) / 8).len(), (16 << 20) / 8);
     }
 
     #[test]

@@ -267,7 +267,13 @@ fn unpack(row: &[u8], depth: usize, width: usize) -> impl Iterator<Item = u8> + 
 
 /// A PNG mask's values as stored (palette indices, grey levels, or grey saved as RGB);
 /// 16-bit values must fit uint8.
-fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, usize, usize), Error> {
+/// 16-bit values must fit uint8. `buf` is scratch for the raw frame; the values go to `out`.
+fn decode_png_mask(
+    path: &Path,
+    bytes: &[u8],
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(usize, usize), Error> {
     use png::{BitDepth, ColorType};
     let bad = |e: png::DecodingError| data(path, format!("cannot decode PNG: {e}"));
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
@@ -276,8 +282,9 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, usize, usize),
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| data(path, "PNG too large"))?;
-    let mut buf = vec![0u8; size];
-    let info = reader.next_frame(&mut buf).map_err(bad)?;
+    buf.clear();
+    buf.resize(size, 0);
+    let info = reader.next_frame(buf).map_err(bad)?;
     let (w, h) = (info.width as usize, info.height as usize);
     let depth = match info.bit_depth {
         BitDepth::One => 1,
@@ -292,7 +299,8 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, usize, usize),
         ColorType::Rgb => 3,
         ColorType::Rgba => 4,
     };
-    let mut out = Vec::with_capacity(w * h);
+    out.clear();
+    out.reserve(w * h);
     let mut values: Vec<u8> = Vec::with_capacity(w * samples);
     for row in buf.chunks_exact(info.line_size).take(h) {
         let row: &[u8] = match depth {
@@ -328,31 +336,36 @@ fn decode_png_mask(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, usize, usize),
             out.push(px[0]);
         }
     }
-    Ok((out, h, w))
+    Ok((h, w))
 }
 
-/// Label map uint8 [H, W], its size, and whether it is a 0/255 mask (to read as 0/1).
-pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize, bool), Error> {
+/// Label map uint8 [H, W] into `values` (`buf`: scratch), its size, and whether it is a 0/255
+/// mask (to read as 0/1).
+fn decode_mask(
+    path: &Path,
+    buf: &mut Vec<u8>,
+    values: &mut Vec<u8>,
+) -> Result<(usize, usize, bool), Error> {
     let bytes = read(path)?;
-    let (values, h, w) = if bytes.starts_with(b"\x89PNG") {
-        decode_png_mask(path, &bytes)?
+    let (h, w) = if bytes.starts_with(b"\x89PNG") {
+        decode_png_mask(path, &bytes, buf, values)?
     } else {
         let img = decode_any(path, &bytes)?;
         let luma = img.to_luma8();
         let (w, h) = (luma.width() as usize, luma.height() as usize);
-        let mut values = luma.into_raw();
+        *values = luma.into_raw();
         if is_jpeg(path) {
             values
                 .iter_mut()
                 .for_each(|v| *v = u8::from(*v >= 128) * 255);
         }
-        (values, h, w)
+        (h, w)
     };
     // no early exit inside a chunk, so the comparison vectorises
     let binary = values
         .chunks(4096)
         .all(|c| c.iter().fold(true, |ok, &v| ok & ((v == 0) | (v == 255))));
-    Ok((values, h, w, binary))
+    Ok((h, w, binary))
 }
 
 /// Per-thread buffers reused from image to image: the decoded pixels and the resize's
@@ -362,6 +375,8 @@ pub fn decode_mask(path: &Path) -> Result<(Vec<u8>, usize, usize, bool), Error> 
 struct Scratch {
     pixels: Vec<u8>,
     rows: Vec<f32>,
+    png: Vec<u8>,
+    mask: Vec<u8>,
 }
 
 const SCRATCH_KEEP_BYTES: usize = 64 << 20;
@@ -380,9 +395,10 @@ pub fn decode(
     let n = size[0] * size[1];
     let (c, h, w, planes) = SCRATCH.with(|scratch| -> Result<_, Error> {
         let mut guard = scratch.borrow_mut();
-        let Scratch { pixels, rows } = &mut *guard;
+        let Scratch { pixels, rows, .. } = &mut *guard;
         let (c, h, w) = decode_image(image, pixels)?;
-        let mut planes: Vec<u64> = crate::buffer::zeroed((c * n).div_ceil(2));
+        // every word is written by the resize (an odd count leaves a never-read half)
+        let mut planes = crate::buffer::spare_words((c * n).div_ceil(2));
         let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
         resize_linear(pixels, [c, h, w], size, rows, out);
         if pixels.capacity() > SCRATCH_KEEP_BYTES {
@@ -396,19 +412,29 @@ pub fn decode(
     let label = match label {
         None => None,
         Some(path) => {
-            let (mask, mh, mw, binary) = decode_mask(path)?;
-            if (mh, mw) != (h, w) {
-                return Err(data(
-                    path,
-                    format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
-                ));
-            }
-            let mut words: Vec<u64> = crate::buffer::zeroed(n.div_ceil(8));
-            let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
-            resize_nearest(&mask, [h, w], size, out);
-            if binary {
-                out.iter_mut().for_each(|v| *v = u8::from(*v != 0));
-            }
+            let words = SCRATCH.with(|scratch| -> Result<_, Error> {
+                let mut guard = scratch.borrow_mut();
+                let Scratch { png, mask, .. } = &mut *guard;
+                let (mh, mw, binary) = decode_mask(path, png, mask)?;
+                if (mh, mw) != (h, w) {
+                    return Err(data(
+                        path,
+                        format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
+                    ));
+                }
+                let mut words = crate::buffer::spare_words(n.div_ceil(8));
+                let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
+                resize_nearest(mask, [h, w], size, out);
+                if binary {
+                    out.iter_mut().for_each(|v| *v = u8::from(*v != 0));
+                }
+                for v in [png, mask] {
+                    if v.capacity() > SCRATCH_KEEP_BYTES {
+                        *v = Vec::new();
+                    }
+                }
+                Ok(words)
+            })?;
             Some(words)
         }
     };

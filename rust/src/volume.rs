@@ -275,6 +275,23 @@ pub struct Decoded {
     /// linear indices (C order over [X, Y, Z]) of up to `MAX_FG` foreground voxels
     pub foreground: Vec<u32>,
     bytes: usize,
+    /// buffers go back to the thread's spares when dropped (2D images)
+    spare: bool,
+}
+
+/// A 2D image's buffers go back to the thread's spares when the last user lets go.
+impl Drop for Decoded {
+    fn drop(&mut self) {
+        if !self.spare {
+            return;
+        }
+        for ch in self.channels.iter_mut().chain(self.label.as_mut()) {
+            let words = std::mem::replace(&mut ch.words, Arc::new(Vec::new()));
+            if let Ok(v) = Arc::try_unwrap(words) {
+                crate::buffer::keep_spare(v);
+            }
+        }
+    }
 }
 
 const MAX_FG: usize = 100_000;
@@ -304,7 +321,9 @@ impl Decoded {
             Channel::stored(Arc::new(l), 0, n, DType::U8)
         });
         let shape = [size[0], size[1], 1];
-        Decoded::assemble(shape, [size[1], 1, 1], channels, label, Vec::new())
+        let mut vol = Decoded::assemble(shape, [size[1], 1, 1], channels, label, Vec::new());
+        vol.spare = true;
+        vol
     }
 
     fn assemble(
@@ -328,6 +347,7 @@ impl Decoded {
             label,
             foreground,
             bytes,
+            spare: false,
         }
     }
 
