@@ -185,7 +185,8 @@ mod tests {
         let a = super::spare_words(1000);
         let ptr = a.as_ptr();
         super::keep_spare(a);
-        assert_eq!(super::spare_words(1000).as_ptr(), ptr);
+        let b = super::spare_words(1000);
+        assert_eq!(b.as_ptr(), ptr);
         super::keep_spare(vec![0; (16 << 20) / 8]); // too large to keep
         assert_eq!(super::spare_words((16 << 20) / 8).len(), (16 << 20) / 8);
     }
