@@ -16,6 +16,8 @@ Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "cas
 "origin", ...}`` for a labelled-only stream; with ``unlabeled_batch_size`` > 0,
 ``{"labeled": {...}, "unlabeled": {...}}`` (the unlabelled part has no "label"). Tensors are
 ``torch.from_numpy`` views of the Rust buffers (no copy); ``pin_memory=True`` pins them.
+A dropped batch's buffers go back to the stream and are reused for a later batch (a batch
+that is kept, or any tensor viewing it, keeps its memory).
 Every batch also carries what was drawn for each sample — "case", "origin" [B, 3], "flip"
 [B, 3], "rot90", "scale", "shift", "gamma", "noise", "brightness", "contrast", "gain"
 [B, 3] — so any sample can be reproduced.
