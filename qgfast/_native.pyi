@@ -48,6 +48,10 @@ class EpochIterator:
     def close(self) -> None:
         """Stop and join the worker threads now."""
 
+class BatchBuffer:
+    """The base object of a batch array: owns its memory and hands it back to the stream
+    for reuse when the array is gone. Not constructible from Python."""
+
 def build_info(key: str | None = None) -> dict[str, str] | str:
     """All build facts as a dict, or the one named by ``key`` (ValueError if unknown)."""
 
