@@ -70,31 +70,20 @@ const SPARE_MAX_BYTES: usize = 8 << 20;
 const SPARE_KEEP: usize = 4;
 
 thread_local! {
-    static SPARE_WORDS: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE_WORDS: Recycler<u64> = Recycler::new(SPARE_KEEP);
 }
 
 /// `n` words, contents unspecified (a spare of that length from this thread, else zeroed):
 /// for callers that write every word they later read.
 pub fn spare_words(n: usize) -> Vec<u64> {
-    let spare = SPARE_WORDS.with(|s| {
-        let mut s = s.borrow_mut();
-        let i = s.iter().position(|v| v.len() == n)?;
-        Some(s.swap_remove(i))
-    });
-    spare.unwrap_or_else(|| zeroed(n))
+    SPARE_WORDS.with(|spares| spares.take(n))
 }
 
 /// Keep `v` for `spare_words` on this thread, if it is small enough and there is room.
 pub fn keep_spare(v: Vec<u64>) {
-    if v.len() * 8 > SPARE_MAX_BYTES {
-        return;
+    if v.len() * 8 <= SPARE_MAX_BYTES {
+        SPARE_WORDS.with(|spares| spares.give(v));
     }
-    SPARE_WORDS.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_KEEP {
-            s.push(v);
-        }
-    });
 }
 
 /// Batch buffers handed to Python and taken back when Python lets go of them.
@@ -139,7 +128,8 @@ impl<T: bytemuck::Zeroable + Clone> Recycler<T> {
         }
     }
 
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.free.lock().map(|f| f.len()).unwrap_or(0)
     }
 }

@@ -265,9 +265,8 @@ fn unpack(row: &[u8], depth: usize, width: usize) -> impl Iterator<Item = u8> + 
     })
 }
 
-/// A PNG mask's values as stored (palette indices, grey levels, or grey saved as RGB);
-/// 16-bit values must fit uint8.
-/// 16-bit values must fit uint8. `buf` is scratch for the raw frame; the values go to `out`.
+/// A PNG mask's values as stored (palette indices, grey levels, or grey saved as RGB) into
+/// `out`; 16-bit values must fit uint8. `buf` is scratch for the raw frame.
 fn decode_png_mask(
     path: &Path,
     bytes: &[u8],
@@ -368,9 +367,10 @@ fn decode_mask(
     Ok((h, w, binary))
 }
 
-/// Per-thread buffers reused from image to image: the decoded pixels and the resize's
-/// intermediate rows. Fresh 0.8–1.4 MB buffers per image cost zeroing and page faults on
-/// the order of the resize itself; buffers of outsized images are not kept.
+/// Per-thread buffers reused from image to image: the decoded pixels, the resize's
+/// intermediate rows, the raw PNG frame and the mask values. Fresh 0.3–1.4 MB buffers per
+/// image cost zeroing and page faults on the order of the resize itself; buffers of
+/// outsized images are not kept.
 #[derive(Default)]
 struct Scratch {
     pixels: Vec<u8>,
@@ -380,6 +380,20 @@ struct Scratch {
 }
 
 const SCRATCH_KEEP_BYTES: usize = 64 << 20;
+
+impl Scratch {
+    /// Let go of buffers an outsized image grew past `SCRATCH_KEEP_BYTES`.
+    fn trim(&mut self) {
+        for v in [&mut self.pixels, &mut self.png, &mut self.mask] {
+            if v.capacity() > SCRATCH_KEEP_BYTES {
+                *v = Vec::new();
+            }
+        }
+        if self.rows.capacity() * 4 > SCRATCH_KEEP_BYTES {
+            self.rows = Vec::new();
+        }
+    }
+}
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
@@ -392,49 +406,42 @@ pub fn decode(
     label: Option<&std::path::PathBuf>,
     size: [usize; 2],
 ) -> Result<Decoded, Error> {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let decoded = decode_with(image, label, size, scratch);
+        scratch.trim();
+        decoded
+    })
+}
+
+fn decode_with(
+    image: &Path,
+    label: Option<&std::path::PathBuf>,
+    size: [usize; 2],
+    scratch: &mut Scratch,
+) -> Result<Decoded, Error> {
     let n = size[0] * size[1];
-    let (c, h, w, planes) = SCRATCH.with(|scratch| -> Result<_, Error> {
-        let mut guard = scratch.borrow_mut();
-        let Scratch { pixels, rows, .. } = &mut *guard;
-        let (c, h, w) = decode_image(image, pixels)?;
-        // every word is written by the resize (an odd count leaves a never-read half)
-        let mut planes = crate::buffer::spare_words((c * n).div_ceil(2));
-        let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
-        resize_linear(pixels, [c, h, w], size, rows, out);
-        if pixels.capacity() > SCRATCH_KEEP_BYTES {
-            *pixels = Vec::new();
-        }
-        if rows.capacity() * 4 > SCRATCH_KEEP_BYTES {
-            *rows = Vec::new();
-        }
-        Ok((c, h, w, planes))
-    })?;
+    let (c, h, w) = decode_image(image, &mut scratch.pixels)?;
+    // every word is written by the resize (an odd count leaves a never-read half)
+    let mut planes = crate::buffer::spare_words((c * n).div_ceil(2));
+    let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
+    resize_linear(&scratch.pixels, [c, h, w], size, &mut scratch.rows, out);
     let label = match label {
         None => None,
         Some(path) => {
-            let words = SCRATCH.with(|scratch| -> Result<_, Error> {
-                let mut guard = scratch.borrow_mut();
-                let Scratch { png, mask, .. } = &mut *guard;
-                let (mh, mw, binary) = decode_mask(path, png, mask)?;
-                if (mh, mw) != (h, w) {
-                    return Err(data(
-                        path,
-                        format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
-                    ));
-                }
-                let mut words = crate::buffer::spare_words(n.div_ceil(8));
-                let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
-                resize_nearest(mask, [h, w], size, out);
-                if binary {
-                    out.iter_mut().for_each(|v| *v = u8::from(*v != 0));
-                }
-                for v in [png, mask] {
-                    if v.capacity() > SCRATCH_KEEP_BYTES {
-                        *v = Vec::new();
-                    }
-                }
-                Ok(words)
-            })?;
+            let (mh, mw, binary) = decode_mask(path, &mut scratch.png, &mut scratch.mask)?;
+            if (mh, mw) != (h, w) {
+                return Err(data(
+                    path,
+                    format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
+                ));
+            }
+            let mut words = crate::buffer::spare_words(n.div_ceil(8));
+            let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
+            resize_nearest(&scratch.mask, [h, w], size, out);
+            if binary {
+                out.iter_mut().for_each(|v| *v = u8::from(*v != 0));
+            }
             Some(words)
         }
     };
