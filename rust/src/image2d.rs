@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::errors::Error;
 use crate::nifti::data;
+use crate::resize::{resize_nearest, LinearResizer};
 use crate::volume::Decoded;
 
 pub const EXTENSIONS: [&str; 6] = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"];
@@ -23,171 +24,6 @@ pub fn is_2d(path: &Path) -> bool {
 fn is_jpeg(path: &Path) -> bool {
     let name = path.to_string_lossy().to_lowercase();
     name.ends_with(".jpg") || name.ends_with(".jpeg")
-}
-
-/// PIL's separable resampling weights for one axis (bilinear = triangle filter, support
-/// scaled by the reduction factor when shrinking): per output pixel the first input index
-/// and its taps, flattened with a fixed stride so the inner loops index one array.
-struct Taps {
-    first: Vec<usize>,
-    stride: usize,
-    weights: Vec<f32>,
-}
-
-impl Taps {
-    fn new(input: usize, output: usize) -> Taps {
-        let scale = input as f64 / output as f64;
-        let (support, inv) = if scale >= 1.0 {
-            (scale, 1.0 / scale)
-        } else {
-            (1.0, 1.0)
-        };
-        let per: Vec<(usize, Vec<f64>)> = (0..output)
-            .map(|i| {
-                let centre = scale * (i as f64 + 0.5);
-                let lo = ((centre - support + 0.5) as isize).max(0) as usize;
-                let hi = ((centre + support + 0.5) as usize).min(input);
-                let mut w: Vec<f64> = (lo..hi)
-                    .map(|j| {
-                        let x = (j as f64 - centre + 0.5) * inv;
-                        (1.0 - x.abs()).max(0.0)
-                    })
-                    .collect();
-                let total: f64 = w.iter().sum();
-                if total > 0.0 {
-                    w.iter_mut().for_each(|v| *v /= total);
-                }
-                (lo, w)
-            })
-            .collect();
-        // every output gets the same number of taps (zero weights pad the short ones, the
-        // window shifted left at the far edge), so the inner loops have one fixed length;
-        // a zero-weight term adds exactly 0 and leaves the sums unchanged
-        let stride = per.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
-        let mut weights = vec![0f32; stride * output];
-        let mut first = Vec::with_capacity(output);
-        for (i, (lo, w)) in per.iter().enumerate() {
-            let start = (*lo).min(input - stride);
-            for (k, &v) in w.iter().enumerate() {
-                weights[i * stride + lo - start + k] = v as f32;
-            }
-            first.push(start);
-        }
-        Taps {
-            first,
-            stride,
-            weights,
-        }
-    }
-
-    fn of(&self, i: usize) -> (usize, &[f32]) {
-        (
-            self.first[i],
-            &self.weights[i * self.stride..][..self.stride],
-        )
-    }
-}
-
-/// Interleaved [H, W, C] uint8 → planar [C, h, w] float in [0, 1] into `out`, anti-aliased
-/// bilinear (PIL's filter). The vertical pass runs first, on whole interleaved rows
-/// (contiguous, vectorised) into `rows` (scratch, grown as needed, never re-zeroed), so the
-/// horizontal pass sees only `h` rows; the result differs from horizontal-first (PIL,
-/// torch) by float rounding only (tests: within 2e-6 of torch).
-pub fn resize_linear(
-    src: &[u8],
-    [c, h, w]: [usize; 3],
-    [out_h, out_w]: [usize; 2],
-    rows: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    assert_eq!(src.len(), c * h * w, "resize source size");
-    assert_eq!(out.len(), c * out_h * out_w, "resize output size");
-    if rows.len() < out_h * w * c {
-        rows.resize(out_h * w * c, 0.0);
-    }
-    let rows = &mut rows[..out_h * w * c];
-    // The same loops compiled twice: for AVX2 + FMA (8-wide, what the vertical pass
-    // auto-vectorises to), chosen at run time, and for the baseline x86-64 / other targets.
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(src: &[u8], dims: [usize; 5], rows: &mut [f32], out: &mut [f32]) {
-            resize_linear_impl(src, dims, rows, out)
-        }
-        // SAFETY: the CPU was just checked for AVX2 and FMA.
-        return unsafe { avx2(src, [c, h, w, out_h, out_w], rows, out) };
-    }
-    resize_linear_impl(src, [c, h, w, out_h, out_w], rows, out)
-}
-
-#[inline(always)]
-fn resize_linear_impl(
-    src: &[u8],
-    [c, h, w, out_h, out_w]: [usize; 5],
-    rows: &mut [f32],
-    out: &mut [f32],
-) {
-    let (tx, ty) = (Taps::new(w, out_w), Taps::new(h, out_h));
-    let row_len = w * c;
-    for (y, acc) in rows.chunks_exact_mut(row_len).enumerate() {
-        let (lo, ws) = ty.of(y);
-        // the first tap assigns (0 + x is x exactly), so the scratch needs no zeroing
-        let first = &src[lo * row_len..][..row_len];
-        for (a, &v) in acc.iter_mut().zip(first) {
-            *a = ws[0] * v as f32;
-        }
-        for (k, &wk) in ws.iter().enumerate().skip(1) {
-            let row = &src[(lo + k) * row_len..][..row_len];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += wk * v as f32;
-            }
-        }
-    }
-    let plane = out_h * out_w;
-    for (y, row) in rows.chunks_exact(row_len).enumerate() {
-        for x in 0..out_w {
-            let (lo, ws) = tx.of(x);
-            let px = &row[lo * c..(lo + ws.len()) * c];
-            let at = y * out_w + x;
-            if c == 3 {
-                let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
-                for (p, &wk) in px.chunks_exact(3).zip(ws) {
-                    r += wk * p[0];
-                    g += wk * p[1];
-                    b += wk * p[2];
-                }
-                out[at] = r / 255.0;
-                out[plane + at] = g / 255.0;
-                out[2 * plane + at] = b / 255.0;
-            } else {
-                for ch in 0..c {
-                    let acc: f32 = px
-                        .iter()
-                        .skip(ch)
-                        .step_by(c)
-                        .zip(ws)
-                        .map(|(&v, &wk)| wk * v)
-                        .sum();
-                    out[ch * plane + at] = acc / 255.0;
-                }
-            }
-        }
-    }
-}
-
-/// torch's "nearest-exact" into `out` [out_h, out_w]: source index floor((dst + 0.5) · in / out),
-/// in exact arithmetic (at an exact tie torch's float32 scale can round one pixel lower).
-pub fn resize_nearest(src: &[u8], [h, w]: [usize; 2], [out_h, out_w]: [usize; 2], out: &mut [u8]) {
-    let pick = |i: usize, inp: usize, out: usize| {
-        (((i as f64 + 0.5) * inp as f64 / out as f64) as usize).min(inp - 1)
-    };
-    let columns: Vec<usize> = (0..out_w).map(|x| pick(x, w, out_w)).collect();
-    for (y, dst) in out.chunks_exact_mut(out_w).take(out_h).enumerate() {
-        let row = &src[pick(y, h, out_h) * w..][..w];
-        for (o, &x) in dst.iter_mut().zip(&columns) {
-            *o = row[x];
-        }
-    }
 }
 
 fn decode_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage, Error> {
@@ -374,7 +210,7 @@ fn decode_mask(
 #[derive(Default)]
 struct Scratch {
     pixels: Vec<u8>,
-    rows: Vec<f32>,
+    resizer: LinearResizer,
     png: Vec<u8>,
     mask: Vec<u8>,
 }
@@ -389,8 +225,8 @@ impl Scratch {
                 *v = Vec::new();
             }
         }
-        if self.rows.capacity() * 4 > SCRATCH_KEEP_BYTES {
-            self.rows = Vec::new();
+        if self.resizer.scratch_bytes() > SCRATCH_KEEP_BYTES {
+            self.resizer = LinearResizer::default();
         }
     }
 }
@@ -425,7 +261,9 @@ fn decode_with(
     // every word is written by the resize (an odd count leaves a never-read half)
     let mut planes = crate::buffer::spare_words((c * n).div_ceil(2));
     let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
-    resize_linear(&scratch.pixels, [c, h, w], size, &mut scratch.rows, out);
+    scratch
+        .resizer
+        .resize(&scratch.pixels, [c, h, w], size, out);
     let label = match label {
         None => None,
         Some(path) => {
@@ -451,18 +289,7 @@ fn decode_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(n: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::resize::tests::noise;
 
     #[test]
     fn jpeg_fast_path_equals_the_image_crate() {
@@ -493,51 +320,40 @@ mod tests {
             }
         }
     }
+}
 
+#[cfg(test)]
+mod speed {
+    /// `QGFAST_IMAGES=DIR cargo test --release image_decode_speed -- --ignored --nocapture`:
+    /// decode + resize + mask per image of DIR/images/*.jpg with DIR/masks/*.png, one thread.
     #[test]
-    fn rgb_resize_equals_each_channel_resized_alone() {
-        let (h, w) = (23, 31);
-        let rgb = noise(h * w * 3, 3);
-        for size in [[11, 13], [23, 31], [40, 17]] {
-            let n = size[0] * size[1];
-            let mut rows = Vec::new();
-            let mut out = vec![0f32; 3 * n];
-            resize_linear(&rgb, [3, h, w], size, &mut rows, &mut out);
-            for ch in 0..3 {
-                let grey: Vec<u8> = rgb.iter().skip(ch).step_by(3).copied().collect();
-                let mut alone = vec![0f32; n];
-                resize_linear(&grey, [1, h, w], size, &mut rows, &mut alone);
-                assert_eq!(
-                    &out[ch * n..(ch + 1) * n],
-                    &alone[..],
-                    "{size:?} channel {ch}"
-                );
+    #[ignore]
+    fn image_decode_speed() {
+        let Some(dir) = std::env::var_os("QGFAST_IMAGES") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let mut images: Vec<_> = std::fs::read_dir(dir.join("images"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        images.sort();
+        let masks: Vec<_> = images
+            .iter()
+            .map(|p| {
+                dir.join("masks")
+                    .join(p.file_name().unwrap())
+                    .with_extension("png")
+            })
+            .collect();
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for (i, m) in images.iter().zip(&masks) {
+                drop(super::decode(i, Some(m), [224, 224]).unwrap());
             }
+            best = best.min(t.elapsed().as_secs_f64() * 1e3 / images.len() as f64);
         }
-    }
-
-    #[test]
-    fn grey_resize_matches_the_separable_filter_in_f64() {
-        let (h, w) = (19, 26);
-        let grey = noise(h * w, 5);
-        for size in [[7, 9], [19, 26], [33, 41]] {
-            let (tx, ty) = (Taps::new(w, size[1]), Taps::new(h, size[0]));
-            let mut rows = Vec::new();
-            let mut out = vec![0f32; size[0] * size[1]];
-            resize_linear(&grey, [1, h, w], size, &mut rows, &mut out);
-            for y in 0..size[0] {
-                for x in 0..size[1] {
-                    let ((ly, wy), (lx, wx)) = (ty.of(y), tx.of(x));
-                    let mut want = 0f64;
-                    for (i, &a) in wy.iter().enumerate() {
-                        for (j, &b) in wx.iter().enumerate() {
-                            want += a as f64 * b as f64 * grey[(ly + i) * w + lx + j] as f64;
-                        }
-                    }
-                    let got = out[y * size[1] + x] as f64;
-                    assert!((got - want / 255.0).abs() < 1e-5, "{size:?} ({y}, {x})");
-                }
-            }
-        }
+        println!("decode + resize + mask: {best:.3} ms per image");
     }
 }

@@ -14,6 +14,7 @@ pub mod components;
 pub mod errors;
 pub mod image2d;
 pub mod nifti;
+mod resize;
 pub mod stream;
 pub mod volume;
 

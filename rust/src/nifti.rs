@@ -349,7 +349,7 @@ impl Volume {
     /// Voxels at a byte offset the voxel type divides (NIfTI offsets are multiples of 16;
     /// an odd one is moved to the front once).
     fn aligned(mut self) -> Volume {
-        if self.start % self.header.dtype.size() != 0 {
+        if !self.start.is_multiple_of(self.header.dtype.size()) {
             let (start, len) = (self.start, self.len);
             bytemuck::cast_slice_mut::<u64, u8>(&mut self.words).copy_within(start..start + len, 0);
             self.start = 0;

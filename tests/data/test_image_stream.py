@@ -44,7 +44,7 @@ def test_decode_and_resize_match_pil_and_torch(lesions, size):
             np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
 
 
-def _reference(image, label, batch, j):
+def _reference(image, label, batch, j, normalise=True):
     flips = [1 + d for d in range(2) if batch["flip"][j, d]]
     if flips:
         image, label = np.flip(image, flips), np.flip(label, flips)
@@ -56,6 +56,8 @@ def _reference(image, label, batch, j):
         grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).astype(np.float64).mean()
         image = np.clip(c * image + (1 - c) * np.float32(grey), 0, 1)
     image = np.clip(image * batch["gain"][j].numpy()[:, None, None], 0, 1)
+    if not normalise:
+        return image, label
     mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
     std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
     return (image - mean) / std, label
@@ -72,6 +74,49 @@ def test_augmentations_equal_the_numpy_reference(lesions):
             np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=3e-5)
             drew_colour |= bool(batch["contrast"][j] != 1)
     assert drew_colour
+
+
+def test_per_image_normalisation_after_jitter(lesions):
+    """normalisation="per-image": each channel of the jittered image z-scored over itself
+    (population std), flips and colour draws as returned."""
+    stream = ImageStream(
+        lesions,
+        40,
+        labeled_batch_size=3,
+        jitter_prob=0.9,
+        rot90=False,
+        seed=5,
+        normalisation="per-image",
+    )
+    for batch in stream:
+        for j in range(3):
+            base_i, base_l = _torch_reference(lesions[int(batch["case"][j])], (40, 40))
+            jittered, want_l = _reference(base_i, base_l, batch, j, normalise=False)
+            jittered = jittered.astype(np.float64)
+            mean = jittered.mean(axis=(1, 2), keepdims=True)
+            want_i = (jittered - mean) / jittered.std(axis=(1, 2), keepdims=True)
+            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=1e-5)
+
+
+def test_grey_contrast_uses_the_image_mean(tmp_path):
+    """One channel: contrast blends with the image's own mean level."""
+    grey = (np.add.outer(np.arange(21), np.arange(33)) * 3).astype(np.uint8)
+    path = _write(tmp_path / "g.png", grey)
+    mask = _write(tmp_path / "m.png", np.zeros(grey.shape, np.uint8))
+    stream = ImageStream(
+        [{"images": [path], "label": mask}],
+        grey.shape,
+        labeled_batch_size=1,
+        **(PLAIN | {"contrast": (0.5, 0.7)}),
+        jitter_prob=1.0,
+    )
+    batch = next(iter(stream))
+    c = float(batch["contrast"][0])
+    assert 0.5 <= c <= 0.7
+    v = grey.astype(np.float32) / 255
+    want = np.clip(c * v + (1 - c) * np.float32(v.astype(np.float64).mean()), 0, 1)
+    np.testing.assert_allclose(batch["image"][0, 0].numpy(), want, atol=1e-6)
 
 
 def test_images_of_different_sizes_through_one_thread(tmp_path):
