@@ -409,6 +409,15 @@ fn render(
     let channels = vol.channels.len();
     let plane = cfg.rot90.unwrap_or((0, 1));
     let plain = spec.rot90 == 0 && spec.flip == [false; 3];
+    let wholes: Vec<&[f32]> = (0..channels)
+        .filter_map(|c| vol.whole_image(c, spec.origin, p))
+        .collect();
+    let volume_intensity = spec.scale != 1.0 || spec.shift != 0.0 || spec.gamma != 1.0;
+    let fused = p[2] == 1
+        && wholes.len() == channels
+        && spec.rot90 == 0
+        && !volume_intensity
+        && spec.noise == 0.0;
     // a stored buffer that is the crop already (2D images) is copied or rearranged as it
     // is; otherwise crop straight into `out`, or into a scratch crop that flips/rot90 then
     // rearrange
@@ -430,7 +439,17 @@ fn render(
             }
         }
     }
-    for c in 0..channels {
+    if fused {
+        // 2D, whole stored image, flips only: colour read from the stored planes and
+        // written once, flipped, into the batch (no separate copy pass)
+        colour(
+            cfg,
+            spec,
+            Source::Planes(&wholes, [p[0], p[1]], [spec.flip[0], spec.flip[1]]),
+            image,
+        );
+    }
+    for c in (0..channels).filter(|_| !fused) {
         place(
             &mut image[c * n..(c + 1) * n],
             plain,
@@ -447,6 +466,9 @@ fn render(
             |buf| vol.crop_label(spec.origin, p, buf),
             |crop, out| permute(crop, out, p, spec, plane),
         );
+    }
+    if fused {
+        return;
     }
     for c in 0..channels {
         let ch = &mut image[c * n..(c + 1) * n];
@@ -472,26 +494,38 @@ fn render(
             }
         }
     }
-    colour(cfg, spec, &mut image[..channels * n], channels, n);
+    colour(
+        cfg,
+        spec,
+        Source::InPlace(channels),
+        &mut image[..channels * n],
+    );
+}
+
+/// Where `colour` reads: the output itself, or stored 2D planes [H, W] written into the
+/// output mirrored per (vertical, horizontal) flag.
+enum Source<'a> {
+    InPlace(usize),
+    Planes(&'a [&'a [f32]], [usize; 2], [bool; 2]),
 }
 
 /// torchvision ColorJitter order: brightness, contrast (blend with the mean grey level),
 /// then per-channel gain, clamping to [0, 1] after each; then the per-sample normalisation.
 /// Fused: one read pass for the grey level (when contrast changes), one per channel for
 /// per-image statistics (when asked), and one write pass.
-fn colour(cfg: &Config, spec: &SampleSpec, image: &mut [f32], c: usize, n: usize) {
+fn colour(cfg: &Config, spec: &SampleSpec, source: Source, out: &mut [f32]) {
     // The same loops compiled for AVX2 + FMA when the CPU has them (8-wide instead of the
     // baseline's 4), chosen at run time.
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
-        fn avx2(cfg: &Config, spec: &SampleSpec, image: &mut [f32], c: usize, n: usize) {
-            colour_impl(cfg, spec, image, c, n)
+        fn avx2(cfg: &Config, spec: &SampleSpec, source: Source, out: &mut [f32]) {
+            colour_impl(cfg, spec, source, out)
         }
         // SAFETY: the CPU was just checked for AVX2 and FMA.
-        return unsafe { avx2(cfg, spec, image, c, n) };
+        return unsafe { avx2(cfg, spec, source, out) };
     }
-    colour_impl(cfg, spec, image, c, n)
+    colour_impl(cfg, spec, source, out)
 }
 
 /// Σ f over the planes' values in f64: eight f32 lanes (one vector) within blocks of 1024
@@ -518,47 +552,122 @@ fn block_sum<const K: usize>(planes: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -
     total
 }
 
+/// One value through brightness `b`, contrast `k` (towards `grey`) and `gain`, each clamped
+/// to [0, 1]. Branch-free (an identity step computes its input exactly: v·1, 1·v + 0·grey,
+/// and values already in [0, 1]), so the loops vectorise.
 #[inline(always)]
-fn colour_impl(cfg: &Config, spec: &SampleSpec, image: &mut [f32], c: usize, n: usize) {
-    let b = spec.brightness;
-    let bright = |v: f32| (v * b).clamp(0.0, 1.0);
-    let k = spec.contrast;
-    let grey_mean = if k == 1.0 {
+fn jitter(v: f32, [b, k, grey, gain]: [f32; 4]) -> f32 {
+    let v = (v * b).clamp(0.0, 1.0);
+    let v = (k * v + (1.0 - k) * grey).clamp(0.0, 1.0);
+    (v * gain).clamp(0.0, 1.0)
+}
+
+/// The mean grey level (0 when contrast is off) and per channel (mean, 1 / std) of the
+/// normalisation, from the planes' values as read.
+#[inline(always)]
+fn colour_stats(
+    cfg: &Config,
+    spec: &SampleSpec,
+    planes: &[&[f32]],
+    gains: &[f32],
+) -> (f32, Vec<(f32, f32)>) {
+    let (b, k, n) = (spec.brightness, spec.contrast, planes[0].len());
+    let bright = |v: f32| jitter(v, [b, 1.0, 0.0, 1.0]);
+    let grey = if k == 1.0 {
         0.0
-    } else if c == 3 {
-        let (r, g, bl) = (&image[..n], &image[n..2 * n], &image[2 * n..3 * n]);
+    } else if planes.len() == 3 {
         let grey =
             |[r, g, bl]: [f32; 3]| 0.299 * bright(r) + 0.587 * bright(g) + 0.114 * bright(bl);
-        (block_sum([r, g, bl], grey) / n as f64) as f32
+        (block_sum([planes[0], planes[1], planes[2]], grey) / n as f64) as f32
     } else {
-        (block_sum([image], |[v]| bright(v)) / image.len() as f64) as f32
+        let sum: f64 = planes
+            .iter()
+            .map(|p| block_sum([*p], |[v]| bright(v)))
+            .sum();
+        (sum / (planes.len() * n) as f64) as f32
     };
-    if b == 1.0 && k == 1.0 && spec.gain == [1.0; 3] && cfg.post_norm == PostNorm::None {
-        return; // nothing to do: spare the write pass
-    }
-    for ch in 0..c {
-        let gain = if ch < 3 { spec.gain[ch] } else { 1.0 };
-        // branch-free per value (an identity step computes its input exactly: v·1, 1·v +
-        // 0·grey, and values already in [0, 1]), so the loops vectorise
-        let jitter = |v: f32| {
-            let v = (v * b).clamp(0.0, 1.0);
-            let v = (k * v + (1.0 - k) * grey_mean).clamp(0.0, 1.0);
-            (v * gain).clamp(0.0, 1.0)
-        };
-        let plane = &mut image[ch * n..(ch + 1) * n];
-        // (v - mean) · (1 / std): a multiply instead of a divide per value, within an ulp
-        let (mean, inv_std) = match &cfg.post_norm {
+    let norm = (0..planes.len())
+        .map(|ch| match &cfg.post_norm {
             PostNorm::None => (0.0, 1.0),
+            // (v - mean) · (1 / std): a multiply instead of a divide per value, within an ulp
             PostNorm::MeanStd(mean, std) => (mean[ch % mean.len()], 1.0 / std[ch % std.len()]),
             PostNorm::PerImage => {
-                let mean = (block_sum([&*plane], |[v]| jitter(v)) / n as f64) as f32;
-                let var = block_sum([&*plane], |[v]| (jitter(v) - mean).powi(2)) / n as f64;
+                let j = [b, k, grey, gains[ch]];
+                let mean = (block_sum([planes[ch]], |[v]| jitter(v, j)) / n as f64) as f32;
+                let sq = |[v]: [f32; 1]| (jitter(v, j) - mean).powi(2);
+                let var = block_sum([planes[ch]], sq) / n as f64;
                 (mean, 1.0 / var.sqrt().max(1e-6) as f32)
             }
-        };
-        // a plain loop, not `for_each`: a generic method would not inline into the AVX2 copy
-        for v in plane.iter_mut() {
-            *v = (jitter(*v) - mean) * inv_std;
+        })
+        .collect();
+    (grey, norm)
+}
+
+/// `out[i] = f(src[len - 1 - i])`, eight values a step (a fixed reversal the compiler turns
+/// into one shuffle; an element-wise reversed loop stays scalar).
+#[inline(always)]
+fn map_mirrored(out: &mut [f32], src: &[f32], f: impl Fn(f32) -> f32) {
+    let mut outs = out.chunks_exact_mut(8);
+    let mut srcs = src.rchunks_exact(8);
+    for (o, s) in (&mut outs).zip(&mut srcs) {
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = f(s[7 - i]);
+        }
+    }
+    for (o, &v) in outs
+        .into_remainder()
+        .iter_mut()
+        .zip(srcs.remainder().iter().rev())
+    {
+        *o = f(v);
+    }
+}
+
+#[inline(always)]
+fn colour_impl(cfg: &Config, spec: &SampleSpec, source: Source, out: &mut [f32]) {
+    let (b, k) = (spec.brightness, spec.contrast);
+    let c = match source {
+        Source::InPlace(c) => c,
+        Source::Planes(planes, ..) => planes.len(),
+    };
+    let n = out.len() / c;
+    let gains: Vec<f32> = (0..c)
+        .map(|ch| spec.gain.get(ch).copied().unwrap_or(1.0))
+        .collect();
+    match source {
+        Source::InPlace(_) => {
+            let identity = b == 1.0 && k == 1.0 && gains.iter().all(|&g| g == 1.0);
+            if identity && cfg.post_norm == PostNorm::None {
+                return; // nothing to do: spare the write pass
+            }
+            let planes: Vec<&[f32]> = out.chunks_exact(n).collect();
+            let (grey, norm) = colour_stats(cfg, spec, &planes, &gains);
+            for (ch, plane) in out.chunks_exact_mut(n).enumerate() {
+                let (j, (mean, inv_std)) = ([b, k, grey, gains[ch]], norm[ch]);
+                // plain loops, not `for_each`: a generic method would not inline into the
+                // AVX2 copy
+                for v in plane.iter_mut() {
+                    *v = (jitter(*v, j) - mean) * inv_std;
+                }
+            }
+        }
+        Source::Planes(planes, [h, w], [vflip, hflip]) => {
+            let (grey, norm) = colour_stats(cfg, spec, planes, &gains);
+            for (ch, plane) in out.chunks_exact_mut(n).enumerate() {
+                let (j, (mean, inv_std)) = ([b, k, grey, gains[ch]], norm[ch]);
+                let f = |v: f32| (jitter(v, j) - mean) * inv_std;
+                for (y, row) in plane.chunks_exact_mut(w).take(h).enumerate() {
+                    let from = if vflip { h - 1 - y } else { y };
+                    let src = &planes[ch][from * w..][..w];
+                    if hflip {
+                        map_mirrored(row, src, f);
+                    } else {
+                        for (o, &v) in row.iter_mut().zip(src) {
+                            *o = f(v);
+                        }
+                    }
+                }
+            }
         }
     }
 }
