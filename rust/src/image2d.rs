@@ -203,8 +203,8 @@ fn decode_mask(
     Ok((h, w, binary))
 }
 
-/// Per-thread buffers reused from image to image: the decoded pixels, the resize's
-/// intermediate rows, the raw PNG frame and the mask values. Fresh 0.3–1.4 MB buffers per
+/// Per-thread buffers reused from image to image: the decoded pixels, the resizer (its
+/// block scratch and the last sizes' taps), the raw PNG frame and the mask values. Fresh 0.3–1.4 MB buffers per
 /// image cost zeroing and page faults on the order of the resize itself; buffers of
 /// outsized images are not kept.
 #[derive(Default)]
