@@ -204,9 +204,9 @@ fn decode_mask(
 }
 
 /// Per-thread buffers reused from image to image: the decoded pixels, the resizer (its
-/// block scratch and the last sizes' taps), the raw PNG frame and the mask values. Fresh 0.3–1.4 MB buffers per
-/// image cost zeroing and page faults on the order of the resize itself; buffers of
-/// outsized images are not kept.
+/// block scratch and the last sizes' taps), the raw PNG frame and the mask values. Fresh
+/// 0.3–1.4 MB buffers per image cost zeroing and page faults on the order of the resize
+/// itself; buffers of outsized images are not kept.
 #[derive(Default)]
 struct Scratch {
     pixels: Vec<u8>,
@@ -320,10 +320,7 @@ mod tests {
             }
         }
     }
-}
 
-#[cfg(test)]
-mod speed {
     /// `QGFAST_IMAGES=DIR cargo test --release image_decode_speed -- --ignored --nocapture`:
     /// decode + resize + mask per image of DIR/images/*.jpg with DIR/masks/*.png, one thread.
     #[test]
@@ -350,7 +347,7 @@ mod speed {
         for _ in 0..5 {
             let t = std::time::Instant::now();
             for (i, m) in images.iter().zip(&masks) {
-                drop(super::decode(i, Some(m), [224, 224]).unwrap());
+                drop(decode(i, Some(m), [224, 224]).unwrap());
             }
             best = best.min(t.elapsed().as_secs_f64() * 1e3 / images.len() as f64);
         }

@@ -5,8 +5,8 @@
 //! output rows: the vertical pass (contiguous along the row, eight elements a vector)
 //! writes the block transposed, so the horizontal pass also reads whole vectors (eight
 //! output rows of one column) instead of gathering taps pixel by pixel; the block stays in
-//! L1/L2. Elsewhere a plain loop computes the same sums (equal within float rounding:
-//! tests).
+//! L1/L2. Elsewhere (and for channel counts other than 1 and 3) a plain loop computes the
+//! same sums (equal within float rounding: tests).
 
 /// PIL's separable resampling weights for one axis (bilinear = triangle filter, support
 /// scaled by the reduction factor when shrinking): per output pixel the first input index
@@ -66,6 +66,12 @@ impl Taps {
         }
     }
 
+    /// The same taps with every weight multiplied by `by` (folds a final scaling into them).
+    fn scaled(mut self, by: f32) -> Taps {
+        self.weights.iter_mut().for_each(|v| *v *= by);
+        self
+    }
+
     fn of(&self, i: usize) -> (usize, &[f32]) {
         (
             self.first[i],
@@ -81,10 +87,9 @@ impl Taps {
 #[derive(Default)]
 pub struct LinearResizer {
     scratch: Vec<f32>,
+    /// horizontal taps, weights divided by 255 (uint8 → [0, 1] folded in)
     x: Option<Taps>,
     y: Option<Taps>,
-    /// the x taps' weights divided by 255 (the AVX2 pass folds the scaling into them)
-    x_over_255: Vec<f32>,
 }
 
 impl LinearResizer {
@@ -100,9 +105,7 @@ impl LinearResizer {
         assert_eq!(src.len(), c * h * w, "resize source size");
         assert_eq!(out.len(), c * out_h * out_w, "resize output size");
         if self.x.as_ref().map(|t| t.sizes) != Some((w, out_w)) {
-            let tx = Taps::new(w, out_w);
-            self.x_over_255 = tx.weights.iter().map(|&v| v / 255.0).collect();
-            self.x = Some(tx);
+            self.x = Some(Taps::new(w, out_w).scaled(1.0 / 255.0));
         }
         if self.y.as_ref().map(|t| t.sizes) != Some((h, out_h)) {
             self.y = Some(Taps::new(h, out_h));
@@ -112,10 +115,12 @@ impl LinearResizer {
         };
         let dims = [c, h, w, out_h, out_w];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            let wx = &self.x_over_255;
+        if matches!(c, 1 | 3)
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU was just checked for AVX2 and FMA.
-            return unsafe { blocked::resize(src, dims, tx, wx, ty, &mut self.scratch, out) };
+            return unsafe { blocked::resize(src, dims, tx, ty, &mut self.scratch, out) };
         }
         plain(src, dims, tx, ty, &mut self.scratch, out)
     }
@@ -126,8 +131,8 @@ impl LinearResizer {
     }
 }
 
-/// The portable pass: whole interleaved rows vertically into `rows`, then each output pixel
-/// horizontally.
+/// The portable pass (and any channel count other than 1 and 3): whole interleaved rows
+/// vertically into `rows`, then each output pixel horizontally (`tx` carries the 1/255).
 fn plain(
     src: &[u8],
     [c, _, w, out_h, out_w]: [usize; 5],
@@ -168,7 +173,7 @@ fn plain(
                     .zip(ws)
                     .map(|(&v, &wk)| wk * v)
                     .sum();
-                out[ch * plane + y * out_w + x] = acc / 255.0;
+                out[ch * plane + y * out_w + x] = acc;
             }
         }
     }
@@ -240,14 +245,13 @@ mod blocked {
         unsafe { _mm256_storeu_ps(a.as_mut_ptr(), x) }
     }
 
-    /// See [`super::LinearResizer`]; `wx` are the x taps' weights / 255; `scratch` holds
-    /// one block ([row element][8 rows]) and one column pass ([channel][column][8 rows]).
+    /// See [`super::LinearResizer`] (1 or 3 channels); `scratch` holds one block ([row
+    /// element][8 rows]) and one column pass ([channel][column][8 rows]).
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn resize(
         src: &[u8],
         [c, _, w, out_h, out_w]: [usize; 5],
         tx: &Taps,
-        wx: &[f32],
         ty: &Taps,
         scratch: &mut Vec<f32>,
         out: &mut [f32],
@@ -267,9 +271,9 @@ mod blocked {
             let ys: [usize; L] = std::array::from_fn(|i| (y0 + i).min(out_h - 1));
             vertical(src, row_len, ty, ys, block);
             match c {
-                1 => horizontal::<1>(block, tx, wx, columns),
-                3 => horizontal::<3>(block, tx, wx, columns),
-                _ => (0..c).for_each(|ch| horizontal_one(block, c, ch, tx, wx, columns)),
+                1 => horizontal::<1>(block, tx, columns),
+                3 => horizontal::<3>(block, tx, columns),
+                _ => unreachable!("the blocked pass takes 1 or 3 channels"),
             }
             let rows = (out_h - y0).min(L);
             for ch in 0..c {
@@ -337,15 +341,15 @@ mod blocked {
     /// adjacent in the block, and C independent sums overlap): eight output rows of channel
     /// ch, column x at `columns[(ch · out_w + x) · 8..][..8]`.
     #[target_feature(enable = "avx2,fma")]
-    fn horizontal<const C: usize>(block: &[f32], tx: &Taps, wx: &[f32], columns: &mut [f32]) {
+    fn horizontal<const C: usize>(block: &[f32], tx: &Taps, columns: &mut [f32]) {
         let (s, out_w) = (tx.stride, tx.first.len());
         // taps lie inside the row (lo + stride <= width): every load below is in `block`
         assert!(tx.first.iter().all(|&lo| (lo + s) * C * L <= block.len()));
-        assert!(wx.len() >= out_w * s && columns.len() >= C * out_w * L);
+        assert!(tx.weights.len() >= out_w * s && columns.len() >= C * out_w * L);
         for x in 0..out_w {
             // SAFETY: bounds asserted above.
             unsafe {
-                let ws = wx.as_ptr().add(x * s);
+                let ws = tx.weights.as_ptr().add(x * s);
                 let p = block.as_ptr().add(tx.first[x] * C * L);
                 let w0 = _mm256_set1_ps(*ws);
                 let mut sum: [__m256; C] =
@@ -361,29 +365,6 @@ mod blocked {
                     _mm256_storeu_ps(columns.as_mut_ptr().add((ch * out_w + x) * L), acc);
                 }
             }
-        }
-    }
-
-    /// [`horizontal`] for one channel of any count (no such images today; kept general).
-    #[target_feature(enable = "avx2,fma")]
-    fn horizontal_one(
-        block: &[f32],
-        c: usize,
-        ch: usize,
-        tx: &Taps,
-        wx: &[f32],
-        columns: &mut [f32],
-    ) {
-        let (s, out_w) = (tx.stride, tx.first.len());
-        let columns = &mut columns[ch * out_w * L..(ch + 1) * out_w * L];
-        for x in 0..out_w {
-            let lo = tx.first[x];
-            let mut sum = _mm256_setzero_ps();
-            for k in 0..s {
-                let v = load(block, ((lo + k) * c + ch) * L);
-                sum = _mm256_fmadd_ps(_mm256_set1_ps(wx[x * s + k]), v, sum);
-            }
-            store(columns, x * L, sum);
         }
     }
 
@@ -498,18 +479,17 @@ pub(crate) mod tests {
             (1, 19, 26, [33, 41]),
             (3, 8, 8, [8, 8]),
             (3, 97, 61, [40, 27]),
-            (2, 30, 17, [9, 12]),
         ] {
             let src = noise(c * h * w, (h * w) as u32);
             let n = c * size[0] * size[1];
-            let (tx, ty) = (Taps::new(w, size[1]), Taps::new(h, size[0]));
+            let tx = Taps::new(w, size[1]).scaled(1.0 / 255.0);
+            let ty = Taps::new(h, size[0]);
             let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             let dims = [c, h, w, size[0], size[1]];
             plain(&src, dims, &tx, &ty, &mut Vec::new(), &mut a);
-            // SAFETY: AVX2 and FMA checked above.
-            let wx: Vec<f32> = tx.weights.iter().map(|&v| v / 255.0).collect();
             let scratch = &mut vec![f32::NAN; 5];
-            unsafe { blocked::resize(&src, dims, &tx, &wx, &ty, scratch, &mut b) };
+            // SAFETY: AVX2 and FMA checked above.
+            unsafe { blocked::resize(&src, dims, &tx, &ty, scratch, &mut b) };
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert!(
                     (x - y).abs() <= 1e-6,
@@ -527,7 +507,8 @@ pub(crate) mod tests {
         let src = noise(c * h * w, 1);
         let mut out = vec![0f32; c * size[0] * size[1]];
         let (mut scratch, mut resizer) = (Vec::new(), LinearResizer::default());
-        let (tx, ty) = (Taps::new(w, size[1]), Taps::new(h, size[0]));
+        let tx = Taps::new(w, size[1]).scaled(1.0 / 255.0);
+        let ty = Taps::new(h, size[0]);
         let dims = [c, h, w, size[0], size[1]];
         for name in ["plain", "dispatch"] {
             // best of 10 rounds: the machine's other load only ever adds time

@@ -409,18 +409,12 @@ fn render(
     let channels = vol.channels.len();
     let plane = cfg.rot90.unwrap_or((0, 1));
     let plain = spec.rot90 == 0 && spec.flip == [false; 3];
-    let wholes: Vec<&[f32]> = (0..channels)
-        .filter_map(|c| vol.whole_image(c, spec.origin, p))
+    // the stored planes when they are the crop already (2D images: the whole image)
+    let wholes: Option<Vec<&[f32]>> = (0..channels)
+        .map(|c| vol.whole_image(c, spec.origin, p))
         .collect();
-    let volume_intensity = spec.scale != 1.0 || spec.shift != 0.0 || spec.gamma != 1.0;
-    let fused = p[2] == 1
-        && wholes.len() == channels
-        && spec.rot90 == 0
-        && !volume_intensity
-        && spec.noise == 0.0;
-    // a stored buffer that is the crop already (2D images) is copied or rearranged as it
-    // is; otherwise crop straight into `out`, or into a scratch crop that flips/rot90 then
-    // rearrange
+    // a stored buffer that is the crop already is copied or rearranged as it is; otherwise
+    // crop straight into `out`, or into a scratch crop that flips/rot90 then rearrange
     fn place<T: Copy + Default>(
         out: &mut [T],
         plain: bool,
@@ -439,25 +433,6 @@ fn render(
             }
         }
     }
-    if fused {
-        // 2D, whole stored image, flips only: colour read from the stored planes and
-        // written once, flipped, into the batch (no separate copy pass)
-        colour(
-            cfg,
-            spec,
-            Source::Planes(&wholes, [p[0], p[1]], [spec.flip[0], spec.flip[1]]),
-            image,
-        );
-    }
-    for c in (0..channels).filter(|_| !fused) {
-        place(
-            &mut image[c * n..(c + 1) * n],
-            plain,
-            vol.whole_image(c, spec.origin, p),
-            |buf| vol.crop_image(c, spec.origin, p, buf),
-            |crop, out| permute(crop, out, p, spec, plane),
-        );
-    }
     if let Some(out) = label {
         place(
             out,
@@ -467,8 +442,23 @@ fn render(
             |crop, out| permute(crop, out, p, spec, plane),
         );
     }
-    if fused {
-        return;
+    let volume_intensity =
+        spec.scale != 1.0 || spec.shift != 0.0 || spec.gamma != 1.0 || spec.noise != 0.0;
+    let flips_only = p[2] == 1 && spec.rot90 == 0 && !volume_intensity;
+    if let Some(planes) = wholes.as_ref().filter(|_| flips_only) {
+        // 2D, whole stored image, flips only: colour read from the stored planes and
+        // written once, flipped, into the batch (no separate copy pass)
+        let source = Source::Planes(planes, [p[0], p[1]], [spec.flip[0], spec.flip[1]]);
+        return colour(cfg, spec, source, image);
+    }
+    for c in 0..channels {
+        place(
+            &mut image[c * n..(c + 1) * n],
+            plain,
+            wholes.as_ref().map(|w| w[c]),
+            |buf| vol.crop_image(c, spec.origin, p, buf),
+            |crop, out| permute(crop, out, p, spec, plane),
+        );
     }
     for c in 0..channels {
         let ch = &mut image[c * n..(c + 1) * n];
