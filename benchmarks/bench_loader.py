@@ -10,7 +10,8 @@ workers) and a TorchIO Queue (2 workers, 4 samples per volume); each provider ru
 own process (``benchmarks/loader_providers.py``) so its peak RSS is its own (workers:
 the largest worker's peak × 2, an upper bound).
 2D batches: 32 images 512² JPEG + PNG masks → 224² with flips, brightness/contrast jitter
-and ImageNet normalisation, by ImageStream (2 threads) vs PIL in a DataLoader (2 workers),
+and ImageNet normalisation (and again with a rotation by U(−20°, 20°) per image), by
+ImageStream (2 threads) vs PIL in a DataLoader (2 workers),
 over 512 images (16 batches an epoch, so epoch starts weigh as little as in real data);
 the two providers run alternately for 3 rounds and each row pools its rounds, so load
 from elsewhere on the machine falls on both alike.
@@ -107,6 +108,9 @@ def bench_images(rec: Recorder, quick: bool) -> None:
         label = f"{batch}×{side}² JPEG → {out}²"
         spec = f"{out}x{out}x{batch}"
         rounds = 1 if quick else 3
+        _run_providers(rec, "image-batch", IMAGE_PROVIDERS, data, spec, n_batches, label, rounds)
+        # the same with an SSL4MIS-style rotation by U(−20°, 20°) per image
+        label, spec = f"{label} + rotation ±20°", f"{spec}x20"
         _run_providers(rec, "image-batch", IMAGE_PROVIDERS, data, spec, n_batches, label, rounds)
 
 

@@ -105,11 +105,13 @@ class TwoStream(torch.utils.data.Sampler):
 
 
 class PilImages(torch.utils.data.Dataset):
-    """What 2D pipelines do today: PIL decode + resize (bilinear, anti-aliased), random
-    flips, brightness/contrast jitter and ImageNet normalisation in NumPy/torch."""
+    """What 2D pipelines do today: PIL decode + resize (bilinear, anti-aliased), optionally
+    a rotation by U(−rotation, rotation)° (PIL's ``rotate``: bilinear, mask nearest, zero
+    fill), random flips, brightness/contrast jitter and ImageNet normalisation in
+    NumPy/torch."""
 
-    def __init__(self, images, masks, size):
-        self.images, self.masks, self.size = images, masks, size
+    def __init__(self, images, masks, size, rotation=0):
+        self.images, self.masks, self.size, self.rotation = images, masks, size, rotation
 
     def __len__(self):
         return len(self.images)
@@ -120,6 +122,10 @@ class PilImages(torch.utils.data.Dataset):
         rng = np.random.default_rng()
         img = Image.open(self.images[i]).convert("RGB").resize(self.size[::-1], Image.BILINEAR)
         mask = Image.open(self.masks[i]).resize(self.size[::-1], Image.NEAREST)
+        if self.rotation:
+            angle = rng.uniform(-self.rotation, self.rotation)
+            img = img.rotate(angle, resample=Image.BILINEAR)
+            mask = mask.rotate(angle, resample=Image.NEAREST)
         if rng.random() < 0.8:
             img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.8, 1.2))
             img = ImageEnhance.Contrast(img).enhance(rng.uniform(0.8, 1.2))
@@ -133,7 +139,7 @@ class PilImages(torch.utils.data.Dataset):
         return {"image": (x - mean) / std, "label": y}
 
 
-def make_images(name: str, data: Path, size, batch: int):
+def make_images(name: str, data: Path, size, batch: int, rotation: int = 0):
     images = sorted((data / "images").glob("*.jpg"))
     masks = [data / "masks" / p.with_suffix(".png").name for p in images]
     if name == "qgfast-image":
@@ -141,13 +147,20 @@ def make_images(name: str, data: Path, size, batch: int):
 
         cases = [{"images": [p], "label": m} for p, m in zip(images, masks, strict=True)]
         stream = ImageStream(
-            cases, size, labeled_batch_size=batch, rot90=False, gain=None, cache_bytes=0, threads=2
+            cases,
+            size,
+            labeled_batch_size=batch,
+            rot90=False,
+            rotation=(-rotation, rotation) if rotation else None,
+            gain=None,
+            cache_bytes=0,
+            threads=2,
         )
 
         return _cycle(stream)
     if name == "pil-dataloader-2w":
         loader = torch.utils.data.DataLoader(
-            PilImages(images, masks, size),
+            PilImages(images, masks, size, rotation),
             batch_size=batch,
             shuffle=True,
             num_workers=2,
@@ -280,7 +293,8 @@ def main() -> None:
     torch.set_num_threads(1)
     base = _rss_mb()  # interpreter + torch: not the loader's memory
     if name in IMAGE_PROVIDERS:
-        batches = make_images(name, data, patch[:2], patch[2])  # "HxWxB" for images
+        # "HxWxB[xR]" for images: R = rotation range in degrees (± R)
+        batches = make_images(name, data, patch[:2], patch[2], *patch[3:])
     else:
         batches = make(name, data, patch)
     for _ in range(WARM_BATCHES):  # workers started, caches (qgfast, MONAI, TorchIO) filled

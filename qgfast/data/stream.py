@@ -7,10 +7,10 @@ decoded volumes stay in a byte-budget cache across epochs — kept as stored, in
 voxel type, with each channel's normalisation computed once from the whole volume and
 applied to the voxels a crop reads), and every batch slot draws its crop
 (foreground-oversampled with ``foreground_prob``, zero-padded where the volume is smaller
-than the patch) and its augmentation (flips, rot90 in a square plane, intensity
-scale/shift, nnU-Net gamma, Gaussian noise) from a counter-based RNG keyed by (seed, epoch,
-slot). Threads release the GIL; prefetch is bounded; batches arrive in a fixed order
-whatever the thread count.
+than the patch) and its augmentation (flips, rot90 in a square plane, rotation by any
+angle, intensity scale/shift, nnU-Net gamma, Gaussian noise) from a counter-based RNG
+keyed by (seed, epoch, slot). Threads release the GIL; prefetch is bounded; batches
+arrive in a fixed order whatever the thread count.
 
 Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "case",
 "origin", ...}`` for a labelled-only stream; with ``unlabeled_batch_size`` > 0,
@@ -19,8 +19,8 @@ Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "cas
 A dropped batch's buffers go back to the stream and are reused for a later batch (a batch
 that is kept, or any tensor viewing it, keeps its memory).
 Every batch also carries what was drawn for each sample — "case", "origin" [B, 3], "flip"
-[B, 3], "rot90", "scale", "shift", "gamma", "noise", "brightness", "contrast", "gain"
-[B, 3] — so any sample can be reproduced.
+[B, 3], "rot90", "angle", "scale", "shift", "gamma", "noise", "brightness", "contrast",
+"gain" [B, 3] — so any sample can be reproduced.
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ class VolumeStream(IterableDataset):
         percentiles, then z-score), "window" (clip to ``window``, map to [0, 1]), "none".
     on_error: "raise" (a bad case raises ``DataError``) or "skip" (the case is logged once,
         counted in ``stats()["skipped"]`` and its slots move to the next case).
+    rotation: (low, high) degrees: with probability ``rotation_prob`` a sample is rotated by
+        an angle drawn uniformly from the range in ``rotation_plane`` about the patch
+        centre, sampled from the volume itself (the corners show the volume around the
+        patch, zero only outside it): output voxel o, at offsets (u, v) from the patch
+        centre in the plane (a, b), reads the volume at origin + (patch − 1)/2 +
+        (u·cos θ − v·sin θ, u·sin θ + v·cos θ); images bilinear, labels nearest. Flips and
+        rot90 apply after it: sample = rot90(flip(rotate(volume))). The angle is in the
+        batch's "angle" (0 = not rotated).
     epoch: the next epoch to run; advanced by every full pass (``set_epoch`` overrides).
     """
 
@@ -76,6 +84,9 @@ class VolumeStream(IterableDataset):
         cache_bytes: int = 2 << 30,
         flip_axes: Sequence[int] = (0, 1, 2),
         rot90_plane: tuple[int, int] | None = (0, 1),
+        rotation: tuple[float, float] | None = None,
+        rotation_prob: float = 1.0,
+        rotation_plane: tuple[int, int] = (0, 1),
         scale: tuple[float, float] | None = (0.9, 1.1),
         shift: tuple[float, float] | None = (-0.1, 0.1),
         gamma: tuple[float, float] | None = (0.7, 1.5),
@@ -117,6 +128,12 @@ class VolumeStream(IterableDataset):
             len(set(rot90_plane)) != 2 or not set(rot90_plane) <= {0, 1, 2}
         ):
             raise ValueError(f"rot90_plane must be two distinct axes of 0..2, got {rot90_plane}")
+        if len(set(rotation_plane)) != 2 or not set(rotation_plane) <= {0, 1, 2}:
+            raise ValueError(
+                f"rotation_plane must be two distinct axes of 0..2, got {rotation_plane}"
+            )
+        if not 0.0 <= rotation_prob <= 1.0:
+            raise ValueError(f"rotation_prob must be in [0, 1], got {rotation_prob}")
         with_label = [i for i, lab in enumerate(self._labels) if lab is not None]
         self.labeled = list(with_label if labeled is None else labeled)
         self.unlabeled = list(
@@ -147,6 +164,8 @@ class VolumeStream(IterableDataset):
             "cache_bytes": int(cache_bytes),
             "flip": [d in flip_axes for d in range(3)],
             "rot90": None if rot90_plane is None else tuple(rot90_plane),
+            "rotation": _range(rotation, "rotation", rotation_prob),
+            "rotation_plane": tuple(rotation_plane),
             "scale": _range(scale, "scale", intensity_prob),
             "shift": _range(shift, "shift", intensity_prob),
             "gamma": _range(gamma, "gamma", intensity_prob),
@@ -258,11 +277,14 @@ class ImageStream(VolumeStream):
 
     Images decode in Rust threads (grey → 1 channel, others → RGB, values in [0, 1]),
     resize to ``size`` with PIL's anti-aliased bilinear filter (masks: nearest), are cached
-    resized, and per sample get flips, rot90 (square sizes), colour jitter (torchvision
-    order: brightness, contrast, per-channel gain, each clamped to [0, 1]) and then the
+    resized, and per sample get flips, rot90 (square sizes), rotation by an angle drawn
+    from ``rotation`` (degrees, with ``rotation_prob``; e.g. SSL4MIS's (-20, 20): about the
+    image centre, bilinear / nearest for the mask, zero outside the image), colour jitter
+    (torchvision order: brightness, contrast, per-channel gain, each clamped to [0, 1]) and
+    then the
     normalisation: "imagenet" (mean/std per channel), "per-image" (z-score per channel) or
     "none". Batches: "image" [B, C, H, W] float32, "label" [B, 1, H, W] uint8, plus the
-    draws ("flip" [B, 3]: axis 0 = vertical, 1 = horizontal; "rot90"; "brightness",
+    draws ("flip" [B, 3]: axis 0 = vertical, 1 = horizontal; "rot90"; "angle"; "brightness",
     "contrast", "gain" [B, 3]; "scale"/"shift"/"gamma" stay at identity). Same two-stream batching,
     seeding, sharding, caching and error handling as ``VolumeStream``.
     """
@@ -275,6 +297,8 @@ class ImageStream(VolumeStream):
         hflip: bool = True,
         vflip: bool = True,
         rot90: bool = True,
+        rotation: tuple[float, float] | None = None,
+        rotation_prob: float = 1.0,
         brightness: tuple[float, float] | None = (0.8, 1.2),
         contrast: tuple[float, float] | None = (0.8, 1.2),
         gain: tuple[float, float] | None = (0.9, 1.1),
@@ -307,6 +331,9 @@ class ImageStream(VolumeStream):
             cache_bytes=cache_bytes,
             flip_axes=flips,
             rot90_plane=(0, 1) if rot90 and h == w else None,
+            rotation=rotation,
+            rotation_prob=rotation_prob,
+            rotation_plane=(0, 1),
             scale=None,
             shift=None,
             gamma=None,

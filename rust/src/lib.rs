@@ -15,6 +15,7 @@ pub mod errors;
 pub mod image2d;
 pub mod nifti;
 mod resize;
+mod rotate;
 pub mod stream;
 pub mod volume;
 
@@ -181,7 +182,7 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         "per-image" => stream::PostNorm::PerImage,
         other => return Err(Error::InvalidArgument(format!("bad post_norm {other:?}")).into()),
     };
-    Ok(stream::Config {
+    let cfg = stream::Config {
         patch: config_item(d, "patch")?,
         labeled_batch: config_item(d, "labeled_batch")?,
         unlabeled_batch: config_item(d, "unlabeled_batch")?,
@@ -190,6 +191,8 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         cache_bytes: config_item(d, "cache_bytes")?,
         flip: config_item(d, "flip")?,
         rot90: config_item(d, "rot90")?,
+        rotation: config_item(d, "rotation")?,
+        rotation_plane: config_item(d, "rotation_plane")?,
         scale: config_item(d, "scale")?,
         shift: config_item(d, "shift")?,
         gamma: config_item(d, "gamma")?,
@@ -206,7 +209,38 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         prefetch: config_item(d, "prefetch")?,
         skip_errors: config_item(d, "skip_errors")?,
         max_bytes: config_item(d, "max_bytes")?,
-    })
+    };
+    let plane_ok = |(a, b): (usize, usize)| a < 3 && b < 3 && a != b;
+    for (name, plane) in [
+        ("rot90", cfg.rot90),
+        ("rotation_plane", Some(cfg.rotation_plane)),
+    ] {
+        if let Some(plane) = plane.filter(|&p| !plane_ok(p)) {
+            return Err(Error::InvalidArgument(format!(
+                "{name} must be two distinct axes of 0..2, got {plane:?}"
+            ))
+            .into());
+        }
+    }
+    if cfg.rotation.is_some()
+        && rotate::Window::max_window(cfg.patch, cfg.rotation_plane) > u32::MAX as u128
+    {
+        return Err(Error::InvalidArgument(format!(
+            "patch {:?} is too large to rotate (its rotation window would pass 2^32 voxels)",
+            cfg.patch
+        ))
+        .into());
+    }
+    if let Some((lo, hi, _)) = cfg
+        .rotation
+        .filter(|(lo, hi, _)| !(lo.is_finite() && hi.is_finite()))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "rotation range must be finite, got ({lo}, {hi})"
+        ))
+        .into());
+    }
+    Ok(cfg)
 }
 
 /// The Rust half of `qgfast.data.VolumeStream`: cases, config and the decoded-volume cache
@@ -381,6 +415,7 @@ fn part_dict<'py>(
         "gain",
         to_array(py, &[b, 3], specs.iter().flat_map(|s| s.gain).collect())?,
     )?;
+    d.set_item("angle", to_array(py, &[b], col(&|s| s.angle))?)?;
     Ok(d)
 }
 

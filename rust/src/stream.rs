@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use crate::buffer::Recycler;
 use crate::errors::{catch_panic, Error};
 use crate::image2d;
+use crate::rotate;
 use crate::volume::{decode, Decoded, Norm};
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct Config {
     pub cache_bytes: usize,
     pub flip: [bool; 3],
     pub rot90: Option<(usize, usize)>,
+    /// rotation by an angle in degrees drawn from the range (with its probability), in
+    /// `rotation_plane`, sampled from the volume (`rotate`)
+    pub rotation: Option<Range>,
+    pub rotation_plane: (usize, usize),
     pub scale: Option<Range>,
     pub shift: Option<Range>,
     pub gamma: Option<Range>,
@@ -131,6 +136,8 @@ pub struct SampleSpec {
     pub brightness: f32,
     pub contrast: f32,
     pub gain: [f32; 3],
+    /// in-plane rotation in degrees (0: none)
+    pub angle: f32,
 }
 
 /// Decoded volumes under a byte budget, least recently used evicted first.
@@ -308,6 +315,8 @@ fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
         rng.maybe(cfg.gain, 1.0),
         rng.maybe(cfg.gain, 1.0),
     ];
+    // drawn last, so streams without rotation keep their draws
+    let angle = rng.maybe(cfg.rotation, 0.0);
     SampleSpec {
         case,
         origin,
@@ -321,6 +330,7 @@ fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
         brightness,
         contrast,
         gain,
+        angle,
     }
 }
 
@@ -433,32 +443,36 @@ fn render(
             }
         }
     }
-    if let Some(out) = label {
-        place(
-            out,
-            plain,
-            vol.whole_label(spec.origin, p),
-            |buf| vol.crop_label(spec.origin, p, buf),
-            |crop, out| permute(crop, out, p, spec, plane),
-        );
-    }
-    let volume_intensity =
-        spec.scale != 1.0 || spec.shift != 0.0 || spec.gamma != 1.0 || spec.noise != 0.0;
-    let flips_only = p[2] == 1 && spec.rot90 == 0 && !volume_intensity;
-    if let Some(planes) = wholes.as_ref().filter(|_| flips_only) {
-        // 2D, whole stored image, flips only: colour read from the stored planes and
-        // written once, flipped, into the batch (no separate copy pass)
-        let source = Source::Planes(planes, [p[0], p[1]], [spec.flip[0], spec.flip[1]]);
-        return colour(cfg, spec, source, image);
-    }
-    for c in 0..channels {
-        place(
-            &mut image[c * n..(c + 1) * n],
-            plain,
-            wholes.as_ref().map(|w| w[c]),
-            |buf| vol.crop_image(c, spec.origin, p, buf),
-            |crop, out| permute(crop, out, p, spec, plane),
-        );
+    if spec.angle != 0.0 {
+        rotated(cfg, vol, spec, plane, image, label);
+    } else {
+        if let Some(out) = label {
+            place(
+                out,
+                plain,
+                vol.whole_label(spec.origin, p),
+                |buf| vol.crop_label(spec.origin, p, buf),
+                |crop, out| permute(crop, out, p, spec, plane),
+            );
+        }
+        let volume_intensity =
+            spec.scale != 1.0 || spec.shift != 0.0 || spec.gamma != 1.0 || spec.noise != 0.0;
+        let flips_only = p[2] == 1 && spec.rot90 == 0 && !volume_intensity;
+        if let Some(planes) = wholes.as_ref().filter(|_| flips_only) {
+            // 2D, whole stored image, flips only: colour read from the stored planes and
+            // written once, flipped, into the batch (no separate copy pass)
+            let source = Source::Planes(planes, [p[0], p[1]], [spec.flip[0], spec.flip[1]]);
+            return colour(cfg, spec, source, image);
+        }
+        for c in 0..channels {
+            place(
+                &mut image[c * n..(c + 1) * n],
+                plain,
+                wholes.as_ref().map(|w| w[c]),
+                |buf| vol.crop_image(c, spec.origin, p, buf),
+                |crop, out| permute(crop, out, p, spec, plane),
+            );
+        }
     }
     for c in 0..channels {
         let ch = &mut image[c * n..(c + 1) * n];
@@ -490,6 +504,58 @@ fn render(
         Source::InPlace(channels),
         &mut image[..channels * n],
     );
+}
+
+/// The sample's geometry with an in-plane rotation: each channel (and the label) cropped to
+/// the rotation's window (zero outside the volume), rotated into a patch (`rotate`), then
+/// flipped/rot90'd like an unrotated crop: out = rot90(flip(rotate(volume))).
+fn rotated(
+    cfg: &Config,
+    vol: &Decoded,
+    spec: &SampleSpec,
+    plane: (usize, usize),
+    image: &mut [f32],
+    label: Option<&mut [u8]>,
+) {
+    let p = cfg.patch;
+    let n = p[0] * p[1] * p[2];
+    let plain = spec.rot90 == 0 && spec.flip == [false; 3];
+    let win = rotate::Window::new(spec.origin, p, cfg.rotation_plane, spec.angle);
+    rotate::SCRATCH.with(|scratch| {
+        let s = &mut *scratch.borrow_mut();
+        let len = win.len();
+        // every element of these buffers is written before it is read: the crops write
+        // whole windows, the rotation every patch voxel
+        let windows = rotate::sized(&mut s.windows, image.len() / n * len);
+        for (c, window) in windows.chunks_exact_mut(len).enumerate() {
+            vol.crop_image(c, win.origin, win.shape, window);
+        }
+        let labels = label.as_ref().map(|_| {
+            let window = rotate::sized(&mut s.labels, len);
+            vol.crop_label(win.origin, win.shape, window);
+            &*window
+        });
+        if plain {
+            let label = labels.zip(label);
+            win.rotate(p, windows, image, label, &mut s.row);
+            return;
+        }
+        let turned = rotate::sized(&mut s.turned, image.len());
+        let turned_labels = rotate::sized(&mut s.turned_labels, n);
+        win.rotate(
+            p,
+            windows,
+            turned,
+            labels.map(|l| (l, &mut *turned_labels)),
+            &mut s.row,
+        );
+        for (src, out) in turned.chunks_exact(n).zip(image.chunks_exact_mut(n)) {
+            permute(src, out, p, spec, plane);
+        }
+        if let Some(out) = label {
+            permute(turned_labels, out, p, spec, plane);
+        }
+    });
 }
 
 /// Where `colour` reads: the output itself, or stored 2D planes [H, W] written into the

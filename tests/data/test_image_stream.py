@@ -44,7 +44,25 @@ def test_decode_and_resize_match_pil_and_torch(lesions, size):
             np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
 
 
+def _rotated(image, label, degrees):
+    """scipy as the oracle: pixel o reads h + R(o − h) (h the image centre), bilinear for
+    the image, nearest for the mask, zero outside the image."""
+    from scipy import ndimage
+
+    t = np.deg2rad(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    h = (np.asarray(image.shape[1:], np.float64) - 1) / 2
+
+    def warp(plane, order):
+        return ndimage.affine_transform(plane, rot, h - rot @ h, order=order, mode="grid-constant")
+
+    image = np.stack([warp(c.astype(np.float64), 1) for c in image]).astype(np.float32)
+    return image, np.stack([warp(c, 0) for c in label])
+
+
 def _reference(image, label, batch, j, normalise=True):
+    if "angle" in batch and float(batch["angle"][j]) != 0:
+        image, label = _rotated(image, label, float(batch["angle"][j]))
     flips = [1 + d for d in range(2) if batch["flip"][j, d]]
     if flips:
         image, label = np.flip(image, flips), np.flip(label, flips)
@@ -74,6 +92,31 @@ def test_augmentations_equal_the_numpy_reference(lesions):
             np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=3e-5)
             drew_colour |= bool(batch["contrast"][j] != 1)
     assert drew_colour
+
+
+@pytest.mark.parametrize("size", [(48, 48), (40, 29)], ids=str)
+def test_rotation_equals_scipy(lesions, size):
+    """SSL4MIS-style rotation by any angle about the image centre (zero outside the image),
+    before flips, rot90 (square sizes), jitter and ImageNet normalisation."""
+    stream = ImageStream(
+        lesions,
+        size,
+        labeled_batch_size=3,
+        samples_per_volume=3,
+        rotation=(-30, 30),
+        rotation_prob=0.7,
+        seed=6,
+    )
+    angles = []
+    for batch in stream:
+        for j in range(3):
+            base_i, base_l = _torch_reference(lesions[int(batch["case"][j])], size)
+            want_i, want_l = _reference(base_i, base_l, batch, j)
+            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, atol=1e-4)
+            angles.append(float(batch["angle"][j]))
+    assert any(a != 0 for a in angles)
+    assert all(-30 <= a <= 30 for a in angles)
 
 
 def test_per_image_normalisation_after_jitter(lesions):

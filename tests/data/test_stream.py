@@ -34,15 +34,42 @@ def _reference_volume(case, norm="zscore"):
     return image[None], label[None]
 
 
-def _reference_sample(image, label, part, j, patch, plane):
-    """Crop (zero outside), flip, rot90, then scale/shift and gamma, as the stream does."""
+def _rotated_crop(image, label, origin, patch, angle, plane):
+    """scipy's affine_transform as the oracle: output voxel o reads origin + h + R(o − h),
+    h the patch centre, R the rotation by `angle` degrees in `plane`; bilinear for the
+    image, nearest for the label, zero outside the volume (mode "grid-constant")."""
+    from scipy import ndimage
+
+    a, b = plane
+    t = np.deg2rad(float(angle))
+    rot = np.eye(3)
+    rot[a, a], rot[a, b], rot[b, a], rot[b, b] = np.cos(t), -np.sin(t), np.sin(t), np.cos(t)
+    h = (np.asarray(patch, np.float64) - 1) / 2
+    offset = np.asarray(origin, np.float64) + h - rot @ h
+
+    def warp(volume, order):
+        return ndimage.affine_transform(
+            volume, rot, offset, output_shape=tuple(patch), order=order, mode="grid-constant"
+        )
+
+    out_i = np.stack([warp(c.astype(np.float64), 1) for c in image]).astype(np.float32)
+    return out_i, np.stack([warp(c, 0) for c in label])
+
+
+def _reference_sample(image, label, part, j, patch, plane, rotation_plane=(0, 1)):
+    """Crop (zero outside; rotated when an angle was drawn), flip, rot90, then scale/shift
+    and gamma, as the stream does."""
     o = part["origin"][j].numpy()
-    out_i = np.zeros((image.shape[0], *patch), np.float32)
-    out_l = np.zeros((1, *patch), np.uint8)
-    src = [slice(max(0, o[d]), min(image.shape[1 + d], o[d] + patch[d])) for d in range(3)]
-    dst = [slice(s.start - o[d], s.stop - o[d]) for d, s in enumerate(src)]
-    out_i[(slice(None), *dst)] = image[(slice(None), *src)]
-    out_l[(slice(None), *dst)] = label[(slice(None), *src)]
+    angle = float(part["angle"][j])
+    if angle != 0.0:
+        out_i, out_l = _rotated_crop(image, label, o, patch, angle, rotation_plane)
+    else:
+        out_i = np.zeros((image.shape[0], *patch), np.float32)
+        out_l = np.zeros((1, *patch), np.uint8)
+        src = [slice(max(0, o[d]), min(image.shape[1 + d], o[d] + patch[d])) for d in range(3)]
+        dst = [slice(s.start - o[d], s.stop - o[d]) for d, s in enumerate(src)]
+        out_i[(slice(None), *dst)] = image[(slice(None), *src)]
+        out_l[(slice(None), *dst)] = label[(slice(None), *src)]
     flips = [1 + d for d in range(3) if part["flip"][j, d]]
     if flips:
         out_i, out_l = np.flip(out_i, flips), np.flip(out_l, flips)
@@ -91,6 +118,69 @@ def test_batches_equal_the_numpy_reference(cases, patch, square, seed, plane, fg
             want_i, want_l = _reference_sample(*refs[case], batch, j, patch, plane)
             np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
             np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=1e-5, atol=1e-5)
+
+
+@hypothesis.settings(max_examples=12, deadline=None)
+@hypothesis.given(
+    patch=st.tuples(st.integers(3, 24), st.integers(3, 19), st.integers(1, 9)),
+    seed=st.integers(0, 1000),
+    rotation_plane=st.sampled_from([(0, 1), (0, 2), (1, 2), (2, 0)]),
+    fg=st.sampled_from([0.0, 1.0]),
+)
+def test_rotation_equals_scipy_affine_transform(cases, patch, seed, rotation_plane, fg):
+    """Any-angle rotation sampled from the volume (corners from around the patch, zero
+    only outside the volume), then flips and rot90, with the intensity draws on top; half
+    the samples unrotated (rotation_prob)."""
+    patch = (patch[0], patch[0], patch[2])  # rot90 in (0, 1) needs a square plane
+    stream = VolumeStream(
+        cases,
+        patch,
+        labeled_batch_size=3,
+        samples_per_volume=2,
+        foreground_prob=fg,
+        rot90_plane=(0, 1),
+        rotation=(-180, 180),
+        rotation_prob=0.5,
+        rotation_plane=rotation_plane,
+        noise_std=0.0,
+        intensity_prob=0.5,
+        seed=seed,
+    )
+    refs = {}
+    for batch in stream:
+        for j in range(3):
+            case = int(batch["case"][j])
+            if case not in refs:
+                refs[case] = _reference_volume(cases[case])
+            args = (*refs[case], batch, j, patch, (0, 1), rotation_plane)
+            want_i, want_l = _reference_sample(*args)
+            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=1e-4, atol=1e-4)
+
+
+def test_rotation_draws_follow_the_range_and_probability(cases):
+    stream = VolumeStream(
+        cases,
+        (6, 6, 4),
+        labeled_batch_size=2,
+        samples_per_volume=40,
+        rotation=(-20, 10),
+        rotation_prob=0.25,
+        **PLAIN,
+    )
+    angles = torch.cat([b["angle"] for b in stream]).numpy()
+    rotated = angles[angles != 0]
+    assert rotated.min() >= -20
+    assert rotated.max() <= 10
+    assert 0.15 < rotated.size / angles.size < 0.35
+    # no rotation configured: no angle drawn, and the other draws are unchanged by the option
+    plain = VolumeStream(cases, (6, 6, 4), labeled_batch_size=2, samples_per_volume=40, **PLAIN)
+    base = [b["origin"] for b in plain]
+    assert all(float(b["angle"].abs().max()) == 0 for b in plain)
+    turned = VolumeStream(
+        cases, (6, 6, 4), labeled_batch_size=2, samples_per_volume=40, rotation=(-5, 5), **PLAIN
+    )
+    assert all(torch.equal(x, b["origin"]) for x, b in zip(base, turned, strict=True))
 
 
 def _normalised(channel, norm, clip, window):

@@ -1,0 +1,481 @@
+//! In-plane rotation of a sample by any angle, sampled from the volume itself (nnU-Net's
+//! way, not a rotated crop: the patch's corners show the volume around it, not zeros).
+//!
+//! The rotated patch's output voxel o has, in the rotation plane (a, b), the offsets
+//! (u, v) = (o_a − (p_a − 1)/2, o_b − (p_b − 1)/2) from the patch centre; it reads the
+//! volume at origin + (p − 1)/2 + R(θ)(u, v), R(θ) = [[cos θ, −sin θ], [sin θ, cos θ]]
+//! (the third axis unchanged): bilinear for images, nearest for labels (a tie goes to the
+//! larger index), zero outside the volume (scipy's `affine_transform` with mode
+//! "grid-constant": tests). To reuse the crop machinery (padding, normalisation, any
+//! layout), the volume is first cropped to a window that holds every position read plus a
+//! one-voxel margin, and the rotation samples that window, row by row of the plane.
+
+use std::ops::Range;
+
+/// Where a rotated patch reads: the window to crop and the sampling geometry inside it.
+pub struct Window {
+    /// window origin in the volume and its shape
+    pub origin: [i64; 3],
+    pub shape: [usize; 3],
+    plane: (usize, usize),
+    /// patch centre in window coordinates, along a and b
+    centre: [f64; 2],
+    cos: f64,
+    sin: f64,
+}
+
+impl Window {
+    /// The window for a patch `p` at `origin` rotated by `degrees` in `plane`.
+    pub fn new(origin: [i64; 3], p: [usize; 3], plane: (usize, usize), degrees: f32) -> Window {
+        let (a, b) = plane;
+        let (sin, cos) = (degrees as f64).to_radians().sin_cos();
+        let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
+        // the farthest a read strays from the centre along each axis, beyond the patch's
+        // own half-extent; + 1 for the bilinear neighbour and float slack
+        let reach = [
+            cos.abs() * half[0] + sin.abs() * half[1],
+            sin.abs() * half[0] + cos.abs() * half[1],
+        ];
+        let margin = |axis: usize| ((reach[axis] - half[axis]).max(0.0).ceil() as usize) + 1;
+        let (ma, mb) = (margin(0), margin(1));
+        let mut shape = p;
+        let mut win_origin = origin;
+        shape[a] += 2 * ma;
+        shape[b] += 2 * mb;
+        win_origin[a] -= ma as i64;
+        win_origin[b] -= mb as i64;
+        Window {
+            origin: win_origin,
+            shape,
+            plane,
+            centre: [ma as f64 + half[0], mb as f64 + half[1]],
+            cos,
+            sin,
+        }
+    }
+
+    /// Voxels in the largest window any angle needs for patch `p` in `plane` (a bound).
+    pub fn max_window(p: [usize; 3], (a, b): (usize, usize)) -> u128 {
+        let side = (p[a] + p[b] + 4) as u128;
+        side * side * p[3 - a - b] as u128
+    }
+
+    /// Whether every read of a patch `p` (bilinear cell and nearest voxel) lies inside the
+    /// window unclamped: checked at the patch's corners, where an affine map reaches its
+    /// extremes.
+    #[cfg(test)]
+    fn reads_inside(&self, p: [usize; 3]) -> bool {
+        let (a, b) = self.plane;
+        let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
+        let last = [self.shape[a] as f64 - 1.0, self.shape[b] as f64 - 1.0];
+        [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]
+            .iter()
+            .all(|&(su, sv)| {
+                let (sa, sb) = self.source(su * half[0], sv * half[1]);
+                sa.floor() >= 0.0
+                    && sb.floor() >= 0.0
+                    && sa.floor() + 1.0 <= last[0]
+                    && sb.floor() + 1.0 <= last[1]
+                    && (sa + 0.5).floor() <= last[0]
+                    && (sb + 0.5).floor() <= last[1]
+            })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Window position (along a, b) read by plane offset (u, v) from the patch centre.
+    fn source(&self, u: f64, v: f64) -> (f64, f64) {
+        (
+            self.centre[0] + self.cos * u - self.sin * v,
+            self.centre[1] + self.sin * u + self.cos * v,
+        )
+    }
+
+    /// Rotate: `windows` holds the C channels' cropped windows back to back, `out` the C
+    /// rotated patches (C order over `p`, bilinear); `label` = (cropped window, rotated
+    /// patch), nearest. Row by row of the plane (a major): each row's reads are worked out
+    /// once, kept in `row` (scratch), and used for every channel and the label. (Tiling the
+    /// plane for locality measured no faster.)
+    pub fn rotate(
+        &self,
+        p: [usize; 3],
+        windows: &[f32],
+        out: &mut [f32],
+        mut label: Option<(&[u8], &mut [u8])>,
+        row: &mut Row,
+    ) {
+        let n = p.iter().product::<usize>();
+        let len = self.len();
+        assert!(n > 0 && out.len().is_multiple_of(n), "rotated patch size");
+        assert_eq!(windows.len() / len, out.len() / n, "one window per channel");
+        assert!(windows.len().is_multiple_of(len), "rotation window size");
+        // window indices are u32 (`Row`); `max_window` bounds the size at configuration
+        assert!(len <= u32::MAX as usize, "rotation window too large");
+        if let Some((win, lab)) = &label {
+            assert_eq!((win.len(), lab.len()), (len, n), "label rotation sizes");
+        }
+        let (a, b) = self.plane;
+        let t = 3 - a - b;
+        let strides = |s: [usize; 3]| {
+            let c = [s[1] * s[2], s[2], 1];
+            [c[a], c[b], c[t]]
+        };
+        let (os, ws) = (strides(p), strides(self.shape));
+        for i in 0..p[a] {
+            self.row_taps(p, i, 0..p[b], ws, row);
+            self.apply(p, i, 0..p[b], [os, ws], windows, out, label.as_mut(), row);
+        }
+    }
+
+    /// Row i, positions `js` along b, of every channel and the label, from `row`'s reads.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn apply(
+        &self,
+        p: [usize; 3],
+        i: usize,
+        js: Range<usize>,
+        [os, ws]: [[usize; 3]; 2],
+        windows: &[f32],
+        out: &mut [f32],
+        label: Option<&mut (&[u8], &mut [u8])>,
+        row: &Row,
+    ) {
+        let (a, b) = self.plane;
+        let t = 3 - a - b;
+        let (n, len) = (p.iter().product::<usize>(), self.len());
+        let corners = [0, ws[1], ws[0], ws[0] + ws[1]];
+        // every read inside the window, checked once (the loads below then skip their own
+        // checks)
+        let depth = (p[t] - 1) * ws[2];
+        let reach = corners[3] + depth;
+        assert!(row.linear.iter().all(|&c| (c as usize) + reach < len));
+        assert!(row.nearest.iter().all(|&c| (c as usize) + depth < len));
+        if p[t] == 1 && os[1] == 1 {
+            // 2D rows (the plane is (0, 1) of a [H, W, 1] patch): per position, its reads
+            // once for every channel
+            let start = i * os[0];
+            for (r, j) in js.clone().enumerate() {
+                let (cell, w) = (row.linear[r] as usize, row.weights(r));
+                for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
+                    // SAFETY: cell + corners[c] <= cell + reach < len = win.len() (above).
+                    let v = unsafe {
+                        w[0] * *win.get_unchecked(cell)
+                            + w[1] * *win.get_unchecked(cell + corners[1])
+                            + w[2] * *win.get_unchecked(cell + corners[2])
+                            + w[3] * *win.get_unchecked(cell + corners[3])
+                    };
+                    out[start + j] = v;
+                }
+            }
+        } else {
+            for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
+                for (r, j) in js.clone().enumerate() {
+                    let (cell, w) = (row.linear[r] as usize, row.weights(r));
+                    let dst = i * os[0] + j * os[1];
+                    for k in 0..p[t] {
+                        let s = cell + k * ws[2];
+                        // SAFETY: s + corners[c] <= cell + reach < len = win.len() (above).
+                        let v = unsafe {
+                            w[0] * *win.get_unchecked(s)
+                                + w[1] * *win.get_unchecked(s + corners[1])
+                                + w[2] * *win.get_unchecked(s + corners[2])
+                                + w[3] * *win.get_unchecked(s + corners[3])
+                        };
+                        out[dst + k * os[2]] = v;
+                    }
+                }
+            }
+        }
+        if let Some((win, lab)) = label {
+            for (r, j) in js.enumerate() {
+                let dst = i * os[0] + j * os[1];
+                for k in 0..p[t] {
+                    lab[dst + k * os[2]] = win[row.nearest[r] as usize + k * ws[2]];
+                }
+            }
+        }
+    }
+
+    /// The reads of plane row `i` at positions `js` along b into `row` (entry j − js.start).
+    fn row_taps(&self, p: [usize; 3], i: usize, js: Range<usize>, ws: [usize; 3], row: &mut Row) {
+        // compiled for AVX2 where the CPU has it: the loops below then run four positions
+        // a step and `floor` is one instruction (the baseline x86-64 target has no
+        // rounding instruction: a libm call per value)
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            fn avx2(
+                w: &Window,
+                p: [usize; 3],
+                i: usize,
+                js: Range<usize>,
+                ws: [usize; 3],
+                row: &mut Row,
+            ) {
+                w.row_taps_impl(p, i, js, ws, row)
+            }
+            // SAFETY: the CPU was just checked for AVX2.
+            return unsafe { avx2(self, p, i, js, ws, row) };
+        }
+        self.row_taps_impl(p, i, js, ws, row)
+    }
+
+    #[inline(always)]
+    fn row_taps_impl(
+        &self,
+        p: [usize; 3],
+        i: usize,
+        js: Range<usize>,
+        ws: [usize; 3],
+        row: &mut Row,
+    ) {
+        let (a, b) = self.plane;
+        let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
+        // the margin keeps every read inside the window (floor ≥ 0 and floor + 1 ≤ last
+        // along a and b, with a voxel of slack for rounding: `reads_inside`, tests); the
+        // clamps below only make an index out of range impossible, and keep every value
+        // converted to an integer in range (comparisons, not `max`/`min`: those would add
+        // NaN handling; positions are finite, the angle is checked finite)
+        let last = [self.shape[a] as f64 - 1.0, self.shape[b] as f64 - 1.0];
+        let clamp = |x: f64, hi: f64| {
+            let x = if x > 0.0 { x } else { 0.0 };
+            if x < hi {
+                x
+            } else {
+                hi
+            }
+        };
+        // window indices fit u32 (`rotate` asserts the window size; `max_window` bounds it
+        // at configuration)
+        let index = |x: f64, y: f64| x as u32 * ws[0] as u32 + y as u32 * ws[1] as u32;
+        let m = js.len();
+        row.linear.resize(m, 0);
+        row.nearest.resize(m, 0);
+        row.weights.iter_mut().for_each(|w| w.resize(m, 0.0));
+        let u = i as f64 - half[0];
+        let (linear, nearest) = (&mut row.linear[..m], &mut row.nearest[..m]);
+        let [w0, w1, w2, w3] = row.weights.each_mut().map(|w| &mut w[..m]);
+        for j in 0..m {
+            let (sa, sb) = self.source(u, (js.start + j) as f64 - half[1]);
+            let (ca, cb) = (
+                clamp(sa.floor(), last[0] - 1.0),
+                clamp(sb.floor(), last[1] - 1.0),
+            );
+            let (na, nb) = (
+                clamp((sa + 0.5).floor(), last[0]),
+                clamp((sb + 0.5).floor(), last[1]),
+            );
+            let (ta, tb) = ((sa - ca) as f32, (sb - cb) as f32);
+            linear[j] = index(ca, cb);
+            nearest[j] = index(na, nb);
+            w0[j] = (1.0 - ta) * (1.0 - tb);
+            w1[j] = (1.0 - ta) * tb;
+            w2[j] = ta * (1.0 - tb);
+            w3[j] = ta * tb;
+        }
+    }
+}
+
+/// One plane row's reads per position j along b: the window index of the bilinear cell's
+/// first corner, of the nearest voxel, and the four corner weights.
+#[derive(Default)]
+pub struct Row {
+    linear: Vec<u32>,
+    nearest: Vec<u32>,
+    /// per corner: (0, 0), (0, 1), (1, 0), (1, 1) in (a, b)
+    weights: [Vec<f32>; 4],
+}
+
+impl Row {
+    fn weights(&self, j: usize) -> [f32; 4] {
+        self.weights.each_ref().map(|w| w[j])
+    }
+}
+
+/// One thread's rotation buffers, kept from sample to sample (fresh multi-megabyte buffers
+/// per sample would cost more in page faults than the rotation).
+#[derive(Default)]
+pub struct Scratch {
+    pub row: Row,
+    pub windows: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub turned: Vec<f32>,
+    pub turned_labels: Vec<u8>,
+}
+
+thread_local! {
+    pub static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// `v` holding exactly `n` values (contents unspecified: every caller overwrites them all).
+pub fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rotated(w: &Window, p: [usize; 3], win: &[f32], labels: &[u8]) -> (Vec<f32>, Vec<u8>) {
+        let n = p.iter().product();
+        let (mut out, mut lab) = (vec![f32::NAN; n], vec![0u8; n]);
+        w.rotate(
+            p,
+            win,
+            &mut out,
+            Some((labels, &mut lab)),
+            &mut Row::default(),
+        );
+        (out, lab)
+    }
+
+    #[test]
+    fn zero_degrees_reads_the_patch_itself() {
+        let p = [5, 4, 3];
+        for plane in [(0, 1), (0, 2), (1, 2), (2, 0)] {
+            let w = Window::new([2, -1, 0], p, plane, 0.0);
+            // the window is the patch plus a one-voxel margin in the plane
+            let win: Vec<f32> = (0..w.len()).map(|i| i as f32).collect();
+            let labels: Vec<u8> = (0..w.len()).map(|i| i as u8).collect();
+            let (out, lab) = rotated(&w, p, &win, &labels);
+            for x in 0..p[0] {
+                for y in 0..p[1] {
+                    for z in 0..p[2] {
+                        let mut q = [x, y, z];
+                        q[plane.0] += 1;
+                        q[plane.1] += 1;
+                        let src = (q[0] * w.shape[1] + q[1]) * w.shape[2] + q[2];
+                        let dst = (x * p[1] + y) * p[2] + z;
+                        assert_eq!(out[dst], src as f32);
+                        assert_eq!(lab[dst], src as u8);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_read_lies_inside_the_window() {
+        // no read needs a clamp, and a constant window stays constant
+        for degrees in [
+            -180.0, -91.0, -45.0, -13.3, 7.0, 30.0, 45.0, 60.0, 89.9, 90.0, 135.0,
+        ] {
+            for p in [[1, 1, 1], [2, 7, 1], [9, 4, 3], [16, 16, 2], [224, 157, 1]] {
+                let w = Window::new([0; 3], p, (0, 1), degrees);
+                assert!(w.reads_inside(p), "{degrees} {p:?}");
+                let (out, lab) = rotated(&w, p, &vec![1.0; w.len()], &vec![7; w.len()]);
+                assert!(
+                    out.iter().all(|&v| (v - 1.0).abs() < 1e-5),
+                    "{degrees} {p:?}"
+                );
+                assert!(lab.iter().all(|&v| v == 7), "{degrees} {p:?}");
+            }
+        }
+    }
+
+    /// A direct bilinear sum per voxel (f64) for patch `p` in plane (a, b).
+    fn naive(w: &Window, p: [usize; 3], win: &[f32]) -> Vec<f32> {
+        let (a, b) = w.plane;
+        let t = 3 - a - b;
+        let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
+        let mut out = vec![0f32; p.iter().product()];
+        for x in 0..p[0] {
+            for y in 0..p[1] {
+                for z in 0..p[2] {
+                    let o = [x, y, z];
+                    let (sa, sb) = w.source(o[a] as f64 - half[0], o[b] as f64 - half[1]);
+                    let (fa, fb) = (sa.floor(), sb.floor());
+                    let mut acc = 0f64;
+                    for (da, db) in [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)] {
+                        let weight = (1.0 - (sa - fa - da).abs()) * (1.0 - (sb - fb - db).abs());
+                        let mut q = [0usize; 3];
+                        q[a] = (fa + da) as usize;
+                        q[b] = (fb + db) as usize;
+                        q[t] = o[t];
+                        acc += weight * win[(q[0] * w.shape[1] + q[1]) * w.shape[2] + q[2]] as f64;
+                    }
+                    out[(x * p[1] + y) * p[2] + z] = acc as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rotation_equals_a_direct_bilinear_sum() {
+        // contiguous 2D rows (the gathered path, with a tail shorter than a vector) and
+        // 3D patches in every plane (the per-line path)
+        let cases = [
+            ([13, 29, 1], (0, 1)),
+            ([9, 7, 5], (0, 1)),
+            ([6, 5, 7], (1, 2)),
+        ];
+        for (p, plane) in cases.into_iter().chain([([7, 4, 6], (2, 0))]) {
+            for degrees in [-150.0, -33.0, 12.5, 71.0] {
+                let w = Window::new([0; 3], p, plane, degrees);
+                let win: Vec<f32> = (0..w.len()).map(|i| ((i * 7919) % 1009) as f32).collect();
+                let mut out = vec![f32::NAN; p.iter().product()];
+                w.rotate(p, &win, &mut out, None, &mut Row::default());
+                for (got, want) in out.iter().zip(naive(&w, p, &win)) {
+                    assert!(
+                        (got - want).abs() < 1e-2,
+                        "{p:?} {plane:?} {degrees}: {got} {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_quarter_turn_is_rot90_for_every_channel() {
+        let p = [6, 6, 1];
+        let w = Window::new([0; 3], p, (0, 1), 90.0);
+        let len = w.len();
+        // two channels back to back; the second is the first + 1000
+        let win: Vec<f32> = (0..2 * len)
+            .map(|i| (i % len + i / len * 1000) as f32)
+            .collect();
+        let mut out = vec![f32::NAN; 72];
+        w.rotate(p, &win, &mut out, None, &mut Row::default());
+        // output (i, j) reads centre + (−v, u): window (m + 5 − j, m + i), m = the margin
+        let m = (w.shape[0] - 6) / 2;
+        for c in 0..2 {
+            for i in 0..6 {
+                for j in 0..6 {
+                    let src = (m + 5 - j) * w.shape[1] + m + i + c * 1000;
+                    assert!((out[c * 36 + i * 6 + j] - src as f32).abs() < 1e-3);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// `cargo test --release rotate_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn rotate_speed() {
+        let p = [224, 224, 1];
+        let w = Window::new([0; 3], p, (0, 1), 17.0);
+        let win = vec![0.5f32; 3 * w.len()];
+        let labels = vec![1u8; w.len()];
+        let (mut out, mut lab) = (vec![0f32; 3 * 224 * 224], vec![0u8; 224 * 224]);
+        let mut row = Row::default();
+        let mut best = f64::MAX;
+        for _ in 0..50 {
+            let t = std::time::Instant::now();
+            w.rotate(p, &win, &mut out, Some((&labels, &mut lab)), &mut row);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!("224² RGB + label: {:.3} ms", best * 1e3);
+    }
+}
