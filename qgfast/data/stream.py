@@ -26,6 +26,7 @@ Every batch also carries what was drawn for each sample — "case", "origin" [B,
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,8 @@ def _range(value, name: str, prob: float) -> tuple[float, float, float] | None:
     if value is None:
         return None
     lo, hi = (float(v) for v in value)
-    if lo > hi:
-        raise ValueError(f"{name} range must be (low, high), got {value}")
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"{name} range must be finite (low, high), got {value}")
     return lo, hi, prob
 
 

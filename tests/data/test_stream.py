@@ -405,6 +405,11 @@ def test_breaking_out_stops_the_threads(cases):
         ({"on_error": "ignore"}, "on_error"),
         ({"rank": 2, "world_size": 2}, "rank"),
         ({"rot90_plane": (1, 1)}, "rot90_plane"),
+        ({"rotation": (-10, 10), "rotation_plane": (0, 3)}, "rotation_plane"),
+        ({"rotation": (-10, 10), "rotation_prob": 1.5}, "rotation_prob"),
+        ({"rotation": (10, -10)}, "rotation range"),
+        ({"rotation": (float("nan"), 10)}, "rotation range must be finite"),
+        ({"scale": (0.9, float("inf"))}, "scale range must be finite"),
         ({"unlabeled_batch_size": 2}, "no unlabelled"),
     ],
 )
@@ -412,6 +417,19 @@ def test_bad_arguments(cases, kwargs, match):
     args = {"patch_size": (8, 8, 8), **kwargs}
     with pytest.raises(ValueError, match=match):
         VolumeStream(cases, **args)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("rotation_plane", (1, 1)), ("rot90", (0, 3)), ("rotation", (float("nan"), 1.0, 1.0))],
+)
+def test_the_native_core_checks_its_config_too(cases, key, value):
+    """The Rust core refuses what the Python layer would (a config reaching it another way
+    must not index out of range or draw NaN angles)."""
+    stream = VolumeStream(cases, (8, 8, 8), rotation=(-5, 5))
+    stream.config[key] = value
+    with pytest.raises(ValueError, match=key):
+        next(iter(stream))
 
 
 def test_no_hang_at_interpreter_exit_with_a_live_epoch(cases, tmp_path):
