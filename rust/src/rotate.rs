@@ -10,8 +10,6 @@
 //! layout), the volume is first cropped to a window that holds every position read plus a
 //! one-voxel margin, and the rotation samples that window, row by row of the plane.
 
-use std::ops::Range;
-
 /// Where a rotated patch reads: the window to crop and the sampling geometry inside it.
 pub struct Window {
     /// window origin in the volume and its shape
@@ -124,19 +122,18 @@ impl Window {
         };
         let (os, ws) = (strides(p), strides(self.shape));
         for i in 0..p[a] {
-            self.row_taps(p, i, 0..p[b], ws, row);
-            self.apply(p, i, 0..p[b], [os, ws], windows, out, label.as_mut(), row);
+            self.row_taps(p, i, ws, row);
+            self.apply(p, i, [os, ws], windows, out, label.as_mut(), row);
         }
     }
 
-    /// Row i, positions `js` along b, of every channel and the label, from `row`'s reads.
+    /// Plane row i of every channel and the label, from `row`'s reads.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn apply(
         &self,
         p: [usize; 3],
         i: usize,
-        js: Range<usize>,
         [os, ws]: [[usize; 3]; 2],
         windows: &[f32],
         out: &mut [f32],
@@ -157,8 +154,8 @@ impl Window {
             // 2D rows (the plane is (0, 1) of a [H, W, 1] patch): per position, its reads
             // once for every channel
             let start = i * os[0];
-            for (r, j) in js.clone().enumerate() {
-                let (cell, w) = (row.linear[r] as usize, row.weights(r));
+            for j in 0..p[b] {
+                let (cell, w) = (row.linear[j] as usize, row.weights(j));
                 for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
                     // SAFETY: cell + corners[c] <= cell + reach < len = win.len() (above).
                     let v = unsafe {
@@ -172,8 +169,8 @@ impl Window {
             }
         } else {
             for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
-                for (r, j) in js.clone().enumerate() {
-                    let (cell, w) = (row.linear[r] as usize, row.weights(r));
+                for j in 0..p[b] {
+                    let (cell, w) = (row.linear[j] as usize, row.weights(j));
                     let dst = i * os[0] + j * os[1];
                     for k in 0..p[t] {
                         let s = cell + k * ws[2];
@@ -190,48 +187,34 @@ impl Window {
             }
         }
         if let Some((win, lab)) = label {
-            for (r, j) in js.enumerate() {
+            for j in 0..p[b] {
                 let dst = i * os[0] + j * os[1];
                 for k in 0..p[t] {
-                    lab[dst + k * os[2]] = win[row.nearest[r] as usize + k * ws[2]];
+                    lab[dst + k * os[2]] = win[row.nearest[j] as usize + k * ws[2]];
                 }
             }
         }
     }
 
-    /// The reads of plane row `i` at positions `js` along b into `row` (entry j − js.start).
-    fn row_taps(&self, p: [usize; 3], i: usize, js: Range<usize>, ws: [usize; 3], row: &mut Row) {
+    /// The reads of plane row `i` into `row`, one per position j along b.
+    fn row_taps(&self, p: [usize; 3], i: usize, ws: [usize; 3], row: &mut Row) {
         // compiled for AVX2 where the CPU has it: the loops below then run four positions
         // a step and `floor` is one instruction (the baseline x86-64 target has no
         // rounding instruction: a libm call per value)
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             #[target_feature(enable = "avx2")]
-            fn avx2(
-                w: &Window,
-                p: [usize; 3],
-                i: usize,
-                js: Range<usize>,
-                ws: [usize; 3],
-                row: &mut Row,
-            ) {
-                w.row_taps_impl(p, i, js, ws, row)
+            fn avx2(w: &Window, p: [usize; 3], i: usize, ws: [usize; 3], row: &mut Row) {
+                w.row_taps_impl(p, i, ws, row)
             }
             // SAFETY: the CPU was just checked for AVX2.
-            return unsafe { avx2(self, p, i, js, ws, row) };
+            return unsafe { avx2(self, p, i, ws, row) };
         }
-        self.row_taps_impl(p, i, js, ws, row)
+        self.row_taps_impl(p, i, ws, row)
     }
 
     #[inline(always)]
-    fn row_taps_impl(
-        &self,
-        p: [usize; 3],
-        i: usize,
-        js: Range<usize>,
-        ws: [usize; 3],
-        row: &mut Row,
-    ) {
+    fn row_taps_impl(&self, p: [usize; 3], i: usize, ws: [usize; 3], row: &mut Row) {
         let (a, b) = self.plane;
         let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
         // the margin keeps every read inside the window (floor ≥ 0 and floor + 1 ≤ last
@@ -251,7 +234,7 @@ impl Window {
         // window indices fit u32 (`rotate` asserts the window size; `max_window` bounds it
         // at configuration)
         let index = |x: f64, y: f64| x as u32 * ws[0] as u32 + y as u32 * ws[1] as u32;
-        let m = js.len();
+        let m = p[b];
         row.linear.resize(m, 0);
         row.nearest.resize(m, 0);
         row.weights.iter_mut().for_each(|w| w.resize(m, 0.0));
@@ -259,7 +242,7 @@ impl Window {
         let (linear, nearest) = (&mut row.linear[..m], &mut row.nearest[..m]);
         let [w0, w1, w2, w3] = row.weights.each_mut().map(|w| &mut w[..m]);
         for j in 0..m {
-            let (sa, sb) = self.source(u, (js.start + j) as f64 - half[1]);
+            let (sa, sb) = self.source(u, j as f64 - half[1]);
             let (ca, cb) = (
                 clamp(sa.floor(), last[0] - 1.0),
                 clamp(sb.floor(), last[1] - 1.0),
