@@ -50,6 +50,11 @@ def _range(value, name: str, prob: float) -> tuple[float, float, float] | None:
     return lo, hi, prob
 
 
+def _check_plane(plane, name: str) -> None:
+    if len(set(plane)) != 2 or not set(plane) <= {0, 1, 2}:
+        raise ValueError(f"{name} must be two distinct axes of 0..2, got {plane}")
+
+
 class VolumeStream(IterableDataset):
     """Iterable of patch batches; see the module docstring.
 
@@ -125,14 +130,9 @@ class VolumeStream(IterableDataset):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
-        if rot90_plane is not None and (
-            len(set(rot90_plane)) != 2 or not set(rot90_plane) <= {0, 1, 2}
-        ):
-            raise ValueError(f"rot90_plane must be two distinct axes of 0..2, got {rot90_plane}")
-        if len(set(rotation_plane)) != 2 or not set(rotation_plane) <= {0, 1, 2}:
-            raise ValueError(
-                f"rotation_plane must be two distinct axes of 0..2, got {rotation_plane}"
-            )
+        if rot90_plane is not None:
+            _check_plane(rot90_plane, "rot90_plane")
+        _check_plane(rotation_plane, "rotation_plane")
         if not 0.0 <= rotation_prob <= 1.0:
             raise ValueError(f"rotation_prob must be in [0, 1], got {rotation_prob}")
         with_label = [i for i, lab in enumerate(self._labels) if lab is not None]
@@ -282,9 +282,8 @@ class ImageStream(VolumeStream):
     from ``rotation`` (degrees, with ``rotation_prob``; e.g. SSL4MIS's (-20, 20): about the
     image centre, bilinear / nearest for the mask, zero outside the image), colour jitter
     (torchvision order: brightness, contrast, per-channel gain, each clamped to [0, 1]) and
-    then the
-    normalisation: "imagenet" (mean/std per channel), "per-image" (z-score per channel) or
-    "none". Batches: "image" [B, C, H, W] float32, "label" [B, 1, H, W] uint8, plus the
+    then the normalisation: "imagenet" (mean/std per channel), "per-image" (z-score per
+    channel) or "none". Batches: "image" [B, C, H, W] float32, "label" [B, 1, H, W] uint8, plus the
     draws ("flip" [B, 3]: axis 0 = vertical, 1 = horizontal; "rot90"; "angle"; "brightness",
     "contrast", "gain" [B, 3]; "scale"/"shift"/"gamma" stay at identity). Same two-stream batching,
     seeding, sharding, caching and error handling as ``VolumeStream``.

@@ -15,6 +15,15 @@ pub fn zeroed<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
     v
 }
 
+/// `v`'s first `n` values, growing it (with default values) when shorter: scratch kept
+/// from call to call, whose callers write every value before they read it.
+pub fn grown<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
 /// `n` bytes of `file` from `offset`, in 8-byte words (the tail of the last word zero).
 /// On Linux the kernel writes straight into fresh, never-zeroed memory (numpy's
 /// `fromfile` does the same); zeroing first would cost as much as a third of the read.

@@ -231,14 +231,22 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         ))
         .into());
     }
-    if let Some((lo, hi, _)) = cfg
-        .rotation
-        .filter(|(lo, hi, _)| !(lo.is_finite() && hi.is_finite()))
-    {
-        return Err(Error::InvalidArgument(format!(
-            "rotation range must be finite, got ({lo}, {hi})"
-        ))
-        .into());
+    let ranges = [
+        ("rotation", cfg.rotation),
+        ("scale", cfg.scale),
+        ("shift", cfg.shift),
+        ("gamma", cfg.gamma),
+        ("brightness", cfg.brightness),
+        ("contrast", cfg.contrast),
+        ("gain", cfg.gain),
+    ];
+    for (name, range) in ranges {
+        if let Some((lo, hi, _)) = range.filter(|(lo, hi, _)| !(lo.is_finite() && hi.is_finite())) {
+            return Err(Error::InvalidArgument(format!(
+                "{name} range must be finite, got ({lo}, {hi})"
+            ))
+            .into());
+        }
     }
     Ok(cfg)
 }

@@ -15,11 +15,16 @@ pub struct Window {
     /// window origin in the volume and its shape
     pub origin: [i64; 3],
     pub shape: [usize; 3],
+    patch: [usize; 3],
     plane: (usize, usize),
-    /// patch centre in window coordinates, along a and b
+    /// the patch's half extents along a and b, and its centre in window coordinates
+    half: [f64; 2],
     centre: [f64; 2],
     cos: f64,
     sin: f64,
+    /// element strides along (a, b, third axis) of the patch and of the window
+    patch_strides: [usize; 3],
+    strides: [usize; 3],
 }
 
 impl Window {
@@ -42,13 +47,22 @@ impl Window {
         shape[b] += 2 * mb;
         win_origin[a] -= ma as i64;
         win_origin[b] -= mb as i64;
+        let t = 3 - a - b;
+        let strides = |s: [usize; 3]| {
+            let c = [s[1] * s[2], s[2], 1];
+            [c[a], c[b], c[t]]
+        };
         Window {
             origin: win_origin,
             shape,
+            patch: p,
             plane,
+            half,
             centre: [ma as f64 + half[0], mb as f64 + half[1]],
             cos,
             sin,
+            patch_strides: strides(p),
+            strides: strides(shape),
         }
     }
 
@@ -58,18 +72,16 @@ impl Window {
         side * side * p[3 - a - b] as u128
     }
 
-    /// Whether every read of a patch `p` (bilinear cell and nearest voxel) lies inside the
-    /// window unclamped: checked at the patch's corners, where an affine map reaches its
-    /// extremes.
+    /// Whether every read (bilinear cell and nearest voxel) lies inside the window
+    /// unclamped: checked at the patch's corners, where an affine map reaches its extremes.
     #[cfg(test)]
-    fn reads_inside(&self, p: [usize; 3]) -> bool {
+    fn reads_inside(&self) -> bool {
         let (a, b) = self.plane;
-        let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
         let last = [self.shape[a] as f64 - 1.0, self.shape[b] as f64 - 1.0];
         [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]
             .iter()
             .all(|&(su, sv)| {
-                let (sa, sb) = self.source(su * half[0], sv * half[1]);
+                let (sa, sb) = self.source(su * self.half[0], sv * self.half[1]);
                 sa.floor() >= 0.0
                     && sb.floor() >= 0.0
                     && sa.floor() + 1.0 <= last[0]
@@ -92,19 +104,18 @@ impl Window {
     }
 
     /// Rotate: `windows` holds the C channels' cropped windows back to back, `out` the C
-    /// rotated patches (C order over `p`, bilinear); `label` = (cropped window, rotated
-    /// patch), nearest. Row by row of the plane (a major): each row's reads are worked out
-    /// once, kept in `row` (scratch), and used for every channel and the label. (Tiling the
-    /// plane for locality measured no faster.)
+    /// rotated patches (C order over the patch, bilinear); `label` = (cropped window,
+    /// rotated patch), nearest. Row by row of the plane (a major): each row's reads are
+    /// worked out once, kept in `row` (scratch), and used for every channel and the label.
+    /// (Tiling the plane for locality measured no faster.)
     pub fn rotate(
         &self,
-        p: [usize; 3],
         windows: &[f32],
         out: &mut [f32],
         mut label: Option<(&[u8], &mut [u8])>,
         row: &mut Row,
     ) {
-        let n = p.iter().product::<usize>();
+        let n = self.patch.iter().product::<usize>();
         let len = self.len();
         assert!(n > 0 && out.len().is_multiple_of(n), "rotated patch size");
         assert_eq!(windows.len() / len, out.len() / n, "one window per channel");
@@ -114,47 +125,40 @@ impl Window {
         if let Some((win, lab)) = &label {
             assert_eq!((win.len(), lab.len()), (len, n), "label rotation sizes");
         }
-        let (a, b) = self.plane;
-        let t = 3 - a - b;
-        let strides = |s: [usize; 3]| {
-            let c = [s[1] * s[2], s[2], 1];
-            [c[a], c[b], c[t]]
-        };
-        let (os, ws) = (strides(p), strides(self.shape));
-        for i in 0..p[a] {
-            self.row_taps(p, i, ws, row);
-            self.apply(p, i, [os, ws], windows, out, label.as_mut(), row);
+        for i in 0..self.patch[self.plane.0] {
+            self.row_taps(i, row);
+            self.apply(i, windows, out, label.as_mut(), row);
         }
     }
 
     /// Plane row i of every channel and the label, from `row`'s reads.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn apply(
         &self,
-        p: [usize; 3],
         i: usize,
-        [os, ws]: [[usize; 3]; 2],
         windows: &[f32],
         out: &mut [f32],
         label: Option<&mut (&[u8], &mut [u8])>,
         row: &Row,
     ) {
-        let (a, b) = self.plane;
-        let t = 3 - a - b;
-        let (n, len) = (p.iter().product::<usize>(), self.len());
+        let (os, ws) = (self.patch_strides, self.strides);
+        let (m, depth) = (
+            self.patch[self.plane.1],
+            self.patch[3 - self.plane.0 - self.plane.1],
+        );
+        let (n, len) = (self.patch.iter().product::<usize>(), self.len());
         let corners = [0, ws[1], ws[0], ws[0] + ws[1]];
         // every read inside the window, checked once (the loads below then skip their own
         // checks)
-        let depth = (p[t] - 1) * ws[2];
-        let reach = corners[3] + depth;
+        let last_step = (depth - 1) * ws[2];
+        let reach = corners[3] + last_step;
         assert!(row.linear.iter().all(|&c| (c as usize) + reach < len));
-        assert!(row.nearest.iter().all(|&c| (c as usize) + depth < len));
-        if p[t] == 1 && os[1] == 1 {
+        assert!(row.nearest.iter().all(|&c| (c as usize) + last_step < len));
+        if depth == 1 && os[1] == 1 {
             // 2D rows (the plane is (0, 1) of a [H, W, 1] patch): per position, its reads
             // once for every channel
             let start = i * os[0];
-            for j in 0..p[b] {
+            for j in 0..m {
                 let (cell, w) = (row.linear[j] as usize, row.weights(j));
                 for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
                     // SAFETY: cell + corners[c] <= cell + reach < len = win.len() (above).
@@ -169,10 +173,10 @@ impl Window {
             }
         } else {
             for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
-                for j in 0..p[b] {
+                for j in 0..m {
                     let (cell, w) = (row.linear[j] as usize, row.weights(j));
                     let dst = i * os[0] + j * os[1];
-                    for k in 0..p[t] {
+                    for k in 0..depth {
                         let s = cell + k * ws[2];
                         // SAFETY: s + corners[c] <= cell + reach < len = win.len() (above).
                         let v = unsafe {
@@ -187,9 +191,9 @@ impl Window {
             }
         }
         if let Some((win, lab)) = label {
-            for j in 0..p[b] {
+            for j in 0..m {
                 let dst = i * os[0] + j * os[1];
-                for k in 0..p[t] {
+                for k in 0..depth {
                     lab[dst + k * os[2]] = win[row.nearest[j] as usize + k * ws[2]];
                 }
             }
@@ -197,26 +201,26 @@ impl Window {
     }
 
     /// The reads of plane row `i` into `row`, one per position j along b.
-    fn row_taps(&self, p: [usize; 3], i: usize, ws: [usize; 3], row: &mut Row) {
-        // compiled for AVX2 where the CPU has it: the loops below then run four positions
+    fn row_taps(&self, i: usize, row: &mut Row) {
+        // compiled for AVX2 where the CPU has it: the loop below then runs four positions
         // a step and `floor` is one instruction (the baseline x86-64 target has no
         // rounding instruction: a libm call per value)
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             #[target_feature(enable = "avx2")]
-            fn avx2(w: &Window, p: [usize; 3], i: usize, ws: [usize; 3], row: &mut Row) {
-                w.row_taps_impl(p, i, ws, row)
+            fn avx2(w: &Window, i: usize, row: &mut Row) {
+                w.row_taps_impl(i, row)
             }
             // SAFETY: the CPU was just checked for AVX2.
-            return unsafe { avx2(self, p, i, ws, row) };
+            return unsafe { avx2(self, i, row) };
         }
-        self.row_taps_impl(p, i, ws, row)
+        self.row_taps_impl(i, row)
     }
 
     #[inline(always)]
-    fn row_taps_impl(&self, p: [usize; 3], i: usize, ws: [usize; 3], row: &mut Row) {
+    fn row_taps_impl(&self, i: usize, row: &mut Row) {
         let (a, b) = self.plane;
-        let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
+        let ws = self.strides;
         // the margin keeps every read inside the window (floor ≥ 0 and floor + 1 ≤ last
         // along a and b, with a voxel of slack for rounding: `reads_inside`, tests); the
         // clamps below only make an index out of range impossible, and keep every value
@@ -234,15 +238,15 @@ impl Window {
         // window indices fit u32 (`rotate` asserts the window size; `max_window` bounds it
         // at configuration)
         let index = |x: f64, y: f64| x as u32 * ws[0] as u32 + y as u32 * ws[1] as u32;
-        let m = p[b];
+        let m = self.patch[b];
         row.linear.resize(m, 0);
         row.nearest.resize(m, 0);
         row.weights.iter_mut().for_each(|w| w.resize(m, 0.0));
-        let u = i as f64 - half[0];
+        let u = i as f64 - self.half[0];
         let (linear, nearest) = (&mut row.linear[..m], &mut row.nearest[..m]);
         let [w0, w1, w2, w3] = row.weights.each_mut().map(|w| &mut w[..m]);
         for j in 0..m {
-            let (sa, sb) = self.source(u, j as f64 - half[1]);
+            let (sa, sb) = self.source(u, j as f64 - self.half[1]);
             let (ca, cb) = (
                 clamp(sa.floor(), last[0] - 1.0),
                 clamp(sb.floor(), last[1] - 1.0),
@@ -293,28 +297,14 @@ thread_local! {
     pub static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// `v` holding exactly `n` values (contents unspecified: every caller overwrites them all).
-pub fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
-    if v.len() < n {
-        v.resize(n, T::default());
-    }
-    &mut v[..n]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rotated(w: &Window, p: [usize; 3], win: &[f32], labels: &[u8]) -> (Vec<f32>, Vec<u8>) {
-        let n = p.iter().product();
+    fn rotated(w: &Window, win: &[f32], labels: &[u8]) -> (Vec<f32>, Vec<u8>) {
+        let n = w.patch.iter().product();
         let (mut out, mut lab) = (vec![f32::NAN; n], vec![0u8; n]);
-        w.rotate(
-            p,
-            win,
-            &mut out,
-            Some((labels, &mut lab)),
-            &mut Row::default(),
-        );
+        w.rotate(win, &mut out, Some((labels, &mut lab)), &mut Row::default());
         (out, lab)
     }
 
@@ -326,7 +316,7 @@ mod tests {
             // the window is the patch plus a one-voxel margin in the plane
             let win: Vec<f32> = (0..w.len()).map(|i| i as f32).collect();
             let labels: Vec<u8> = (0..w.len()).map(|i| i as u8).collect();
-            let (out, lab) = rotated(&w, p, &win, &labels);
+            let (out, lab) = rotated(&w, &win, &labels);
             for x in 0..p[0] {
                 for y in 0..p[1] {
                     for z in 0..p[2] {
@@ -351,8 +341,8 @@ mod tests {
         ] {
             for p in [[1, 1, 1], [2, 7, 1], [9, 4, 3], [16, 16, 2], [224, 157, 1]] {
                 let w = Window::new([0; 3], p, (0, 1), degrees);
-                assert!(w.reads_inside(p), "{degrees} {p:?}");
-                let (out, lab) = rotated(&w, p, &vec![1.0; w.len()], &vec![7; w.len()]);
+                assert!(w.reads_inside(), "{degrees} {p:?}");
+                let (out, lab) = rotated(&w, &vec![1.0; w.len()], &vec![7; w.len()]);
                 assert!(
                     out.iter().all(|&v| (v - 1.0).abs() < 1e-5),
                     "{degrees} {p:?}"
@@ -362,9 +352,9 @@ mod tests {
         }
     }
 
-    /// A direct bilinear sum per voxel (f64) for patch `p` in plane (a, b).
-    fn naive(w: &Window, p: [usize; 3], win: &[f32]) -> Vec<f32> {
-        let (a, b) = w.plane;
+    /// A direct bilinear sum per voxel (f64) of the window's patch.
+    fn naive(w: &Window, win: &[f32]) -> Vec<f32> {
+        let (p, (a, b)) = (w.patch, w.plane);
         let t = 3 - a - b;
         let half = [(p[a] as f64 - 1.0) / 2.0, (p[b] as f64 - 1.0) / 2.0];
         let mut out = vec![0f32; p.iter().product()];
@@ -392,8 +382,8 @@ mod tests {
 
     #[test]
     fn rotation_equals_a_direct_bilinear_sum() {
-        // contiguous 2D rows (the gathered path, with a tail shorter than a vector) and
-        // 3D patches in every plane (the per-line path)
+        // 2D rows (the per-position path) and 3D patches in every plane (the per-line
+        // path)
         let cases = [
             ([13, 29, 1], (0, 1)),
             ([9, 7, 5], (0, 1)),
@@ -404,8 +394,8 @@ mod tests {
                 let w = Window::new([0; 3], p, plane, degrees);
                 let win: Vec<f32> = (0..w.len()).map(|i| ((i * 7919) % 1009) as f32).collect();
                 let mut out = vec![f32::NAN; p.iter().product()];
-                w.rotate(p, &win, &mut out, None, &mut Row::default());
-                for (got, want) in out.iter().zip(naive(&w, p, &win)) {
+                w.rotate(&win, &mut out, None, &mut Row::default());
+                for (got, want) in out.iter().zip(naive(&w, &win)) {
                     assert!(
                         (got - want).abs() < 1e-2,
                         "{p:?} {plane:?} {degrees}: {got} {want}"
@@ -425,7 +415,7 @@ mod tests {
             .map(|i| (i % len + i / len * 1000) as f32)
             .collect();
         let mut out = vec![f32::NAN; 72];
-        w.rotate(p, &win, &mut out, None, &mut Row::default());
+        w.rotate(&win, &mut out, None, &mut Row::default());
         // output (i, j) reads centre + (−v, u): window (m + 5 − j, m + i), m = the margin
         let m = (w.shape[0] - 6) / 2;
         for c in 0..2 {
@@ -456,7 +446,7 @@ mod speed {
         let mut best = f64::MAX;
         for _ in 0..50 {
             let t = std::time::Instant::now();
-            w.rotate(p, &win, &mut out, Some((&labels, &mut lab)), &mut row);
+            w.rotate(&win, &mut out, Some((&labels, &mut lab)), &mut row);
             best = best.min(t.elapsed().as_secs_f64());
         }
         println!("224² RGB + label: {:.3} ms", best * 1e3);

@@ -419,10 +419,6 @@ fn render(
     let channels = vol.channels.len();
     let plane = cfg.rot90.unwrap_or((0, 1));
     let plain = spec.rot90 == 0 && spec.flip == [false; 3];
-    // the stored planes when they are the crop already (2D images: the whole image)
-    let wholes: Option<Vec<&[f32]>> = (0..channels)
-        .map(|c| vol.whole_image(c, spec.origin, p))
-        .collect();
     // a stored buffer that is the crop already is copied or rearranged as it is; otherwise
     // crop straight into `out`, or into a scratch crop that flips/rot90 then rearrange
     fn place<T: Copy + Default>(
@@ -444,8 +440,12 @@ fn render(
         }
     }
     if spec.angle != 0.0 {
-        rotated(cfg, vol, spec, plane, image, label);
+        rotated(cfg, vol, spec, (plane, plain), image, label);
     } else {
+        // the stored planes when they are the crop already (2D images: the whole image)
+        let wholes: Option<Vec<&[f32]>> = (0..channels)
+            .map(|c| vol.whole_image(c, spec.origin, p))
+            .collect();
         if let Some(out) = label {
             place(
                 out,
@@ -508,47 +508,42 @@ fn render(
 
 /// The sample's geometry with an in-plane rotation: each channel (and the label) cropped to
 /// the rotation's window (zero outside the volume), rotated into a patch (`rotate`), then
-/// flipped/rot90'd like an unrotated crop: out = rot90(flip(rotate(volume))).
+/// flipped/rot90'd like an unrotated crop (`plain`: no flip, no rot90): out =
+/// rot90(flip(rotate(volume))).
 fn rotated(
     cfg: &Config,
     vol: &Decoded,
     spec: &SampleSpec,
-    plane: (usize, usize),
+    (plane, plain): ((usize, usize), bool),
     image: &mut [f32],
     label: Option<&mut [u8]>,
 ) {
+    use crate::buffer::grown;
     let p = cfg.patch;
     let n = p[0] * p[1] * p[2];
-    let plain = spec.rot90 == 0 && spec.flip == [false; 3];
     let win = rotate::Window::new(spec.origin, p, cfg.rotation_plane, spec.angle);
     rotate::SCRATCH.with(|scratch| {
         let s = &mut *scratch.borrow_mut();
         let len = win.len();
         // every element of these buffers is written before it is read: the crops write
         // whole windows, the rotation every patch voxel
-        let windows = rotate::sized(&mut s.windows, image.len() / n * len);
+        let windows = grown(&mut s.windows, image.len() / n * len);
         for (c, window) in windows.chunks_exact_mut(len).enumerate() {
             vol.crop_image(c, win.origin, win.shape, window);
         }
         let labels = label.as_ref().map(|_| {
-            let window = rotate::sized(&mut s.labels, len);
+            let window = grown(&mut s.labels, len);
             vol.crop_label(win.origin, win.shape, window);
             &*window
         });
         if plain {
-            let label = labels.zip(label);
-            win.rotate(p, windows, image, label, &mut s.row);
+            win.rotate(windows, image, labels.zip(label), &mut s.row);
             return;
         }
-        let turned = rotate::sized(&mut s.turned, image.len());
-        let turned_labels = rotate::sized(&mut s.turned_labels, n);
-        win.rotate(
-            p,
-            windows,
-            turned,
-            labels.map(|l| (l, &mut *turned_labels)),
-            &mut s.row,
-        );
+        let turned = grown(&mut s.turned, image.len());
+        let turned_labels = grown(&mut s.turned_labels, n);
+        let rotated_labels = labels.map(|l| (l, &mut *turned_labels));
+        win.rotate(windows, turned, rotated_labels, &mut s.row);
         for (src, out) in turned.chunks_exact(n).zip(image.chunks_exact_mut(n)) {
             permute(src, out, p, spec, plane);
         }

@@ -109,15 +109,22 @@ def test_batches_equal_the_numpy_reference(cases, patch, square, seed, plane, fg
         intensity_prob=0.7,
         seed=seed,
     )
+    _assert_batches_equal_the_reference(stream, cases, patch, plane, tol=1e-5)
+
+
+def _assert_batches_equal_the_reference(stream, cases, patch, plane, rotation_plane=(0, 1), *, tol):
+    """Every sample of an epoch (batches of 3) against `_reference_sample` of its draws:
+    labels exactly, images within `tol`."""
     refs = {}
     for batch in stream:
         for j in range(3):
             case = int(batch["case"][j])
             if case not in refs:
                 refs[case] = _reference_volume(cases[case])
-            want_i, want_l = _reference_sample(*refs[case], batch, j, patch, plane)
+            args = (*refs[case], batch, j, patch, plane, rotation_plane)
+            want_i, want_l = _reference_sample(*args)
             np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
-            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=tol, atol=tol)
 
 
 @hypothesis.settings(max_examples=12, deadline=None)
@@ -146,16 +153,7 @@ def test_rotation_equals_scipy_affine_transform(cases, patch, seed, rotation_pla
         intensity_prob=0.5,
         seed=seed,
     )
-    refs = {}
-    for batch in stream:
-        for j in range(3):
-            case = int(batch["case"][j])
-            if case not in refs:
-                refs[case] = _reference_volume(cases[case])
-            args = (*refs[case], batch, j, patch, (0, 1), rotation_plane)
-            want_i, want_l = _reference_sample(*args)
-            np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
-            np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=1e-4, atol=1e-4)
+    _assert_batches_equal_the_reference(stream, cases, patch, (0, 1), rotation_plane, tol=1e-4)
 
 
 def test_rotation_draws_follow_the_range_and_probability(cases):
