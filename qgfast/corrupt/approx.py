@@ -18,19 +18,26 @@ import math
 import torch
 
 from qgfast.corrupt.morphology import check_masks
-from qgfast.corrupt.shapes import moments
+from qgfast.corrupt.shapes import centred_axes, moments
 
 
 def fitted_ellipse(masks: torch.Tensor) -> torch.Tensor:
     check_masks(masks)
-    pts, area, mean, _ = moments(masks)
+    area, mean, _ = moments(masks)
     b, nd = masks.shape[0], masks.dim() - 2
-    w = (masks.reshape(b, -1) != 0).to(torch.float64)
-    d = pts[None] - mean[:, None]  # [B, N, nd]
-    cov = torch.einsum("bn,bni,bnj->bij", w, d, d) / area.clamp_min(1)[:, None, None]
+    w = (masks != 0)[:, 0].to(torch.float64)  # [B, *S]
+    d = centred_axes(masks, mean)  # per axis, broadcastable to [B, *S]
+    n = area.clamp_min(1)
+    cov = torch.empty(b, nd, nd, dtype=torch.float64, device=masks.device)
+    for i in range(nd):
+        for j in range(i, nd):
+            cov[:, i, j] = cov[:, j, i] = (w * d[i] * d[j]).sum(tuple(range(1, nd + 1))) / n
     cov = cov + 1e-3 * torch.eye(nd, dtype=cov.dtype, device=cov.device)  # one-voxel-thin shapes
-    m2 = torch.einsum("bni,bij,bnj->bn", d, torch.linalg.inv(cov), d)
-    keep = (m2 <= (4.0 if nd == 2 else 5.0)) & (area[:, None] > 0)
+    inv = torch.linalg.inv(cov)
+    m2 = sum(
+        inv[:, i, j].view((b,) + (1,) * nd) * d[i] * d[j] for i in range(nd) for j in range(nd)
+    )
+    keep = (m2 <= (4.0 if nd == 2 else 5.0)) & (area.view((b,) + (1,) * nd) > 0)
     return keep.view(masks.shape).to(masks.dtype)
 
 

@@ -23,39 +23,62 @@ def _draw(seed: int, b: int, device: torch.device, counters: int) -> torch.Tenso
     return rng.uniform(seed, ids, rng.STREAM_AFFINE, torch.arange(counters, device=device)[None, :])
 
 
-def voxel_coords(spatial: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """[N, nd] voxel coordinates (float64) in C order."""
-    grids = torch.meshgrid(
-        *[torch.arange(s, device=device, dtype=torch.float64) for s in spatial], indexing="ij"
-    )
-    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+def axis_view(batch: int, nd: int, axis: int, size: int) -> tuple[int, ...]:
+    """The shape [batch, 1, .., size, .., 1] of a per-axis quantity broadcast to [B, *S]."""
+    return (batch, *(size if b == axis else 1 for b in range(nd)))
+
+
+def axis_coords(spatial: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
+    """Per axis a, the coordinates 0..S_a − 1 (float64) shaped ``axis_view(1, ...)``:
+    separable coordinate arithmetic stays on small tensors until it meets another axis."""
+    nd = len(spatial)
+    return [
+        torch.arange(s, device=device, dtype=torch.float64).view(axis_view(1, nd, a, s))
+        for a, s in enumerate(spatial)
+    ]
+
+
+def axis_moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Foreground count [B], Σ x_a [B, nd] and Σ x_a² [B, nd] over the foreground (float64),
+    from each axis's profile (the count per coordinate), not a pass per voxel and axis."""
+    b, spatial = masks.shape[0], masks.shape[2:]
+    fg = (masks.reshape(b, *spatial) != 0).to(torch.int32)
+    nd = len(spatial)
+    first, second = [], []
+    for a, size in enumerate(spatial):
+        others = [d + 1 for d in range(nd) if d != a]
+        profile = (fg.sum(others) if others else fg).to(torch.float64)  # [B, S_a]
+        x = torch.arange(size, device=masks.device, dtype=torch.float64)
+        first.append(profile @ x)
+        second.append(profile @ (x * x))
+    return profile.sum(1), torch.stack(first, 1), torch.stack(second, 1)
 
 
 def centroid(masks: torch.Tensor) -> torch.Tensor:
     """[B, nd] mean foreground coordinate (the volume's centre for an empty mask)."""
     spatial = masks.shape[2:]
-    pts = voxel_coords(spatial, masks.device)
-    w = (masks.reshape(masks.shape[0], -1) != 0).to(torch.float64)
-    count = w.sum(1, keepdim=True)
+    count, first, _ = axis_moments(masks)
     centre = torch.tensor([(s - 1) / 2 for s in spatial], device=masks.device, dtype=torch.float64)
-    mean = (w @ pts) / count.clamp_min(1)
-    return torch.where(count > 0, mean, centre)
+    mean = first / count.clamp_min(1)[:, None]
+    return torch.where(count[:, None] > 0, mean, centre)
 
 
-def gather_nearest(masks: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """output[b, x] = masks[b, round(src[b, x])], 0 where that falls outside; src [B, N, nd]."""
+def gather_nearest(masks: torch.Tensor, coords: list[torch.Tensor]) -> torch.Tensor:
+    """output[b, x] = masks[b, round(src(b, x))], 0 where that falls outside. ``coords[a]``
+    is the source coordinate along axis a (float64), broadcastable to [B, *S]: a separable
+    map passes [B, 1, .., S_a, .., 1] tensors and only the final index is full size."""
     b, spatial = masks.shape[0], masks.shape[2:]
-    idx = torch.round(src).to(torch.int64)
-    sizes = torch.tensor(spatial, device=masks.device)
-    valid = ((idx >= 0) & (idx < sizes)).all(-1)
-    strides = [math.prod(spatial[a + 1 :]) for a in range(len(spatial))]
-    linear = (idx.clamp_min(0).minimum(sizes - 1) * torch.tensor(strides, device=masks.device)).sum(
-        -1
-    )
+    linear, valid = torch.zeros((), dtype=torch.int64, device=masks.device), True
+    stride = 1
+    for a in reversed(range(len(spatial))):
+        idx = torch.round(coords[a])
+        valid = (idx >= 0) & (idx <= spatial[a] - 1) & valid
+        linear = idx.clamp_(0, spatial[a] - 1).to(torch.int64).mul_(stride) + linear
+        stride *= spatial[a]
+    shape = (b, *spatial)
     flat = masks.reshape(b, -1)
-    return torch.where(valid, flat.gather(1, linear), torch.zeros_like(flat[:, :1])).view(
-        masks.shape
-    )
+    picked = flat.gather(1, linear.expand(shape).reshape(b, -1)).view(shape)
+    return picked.mul_(torch.as_tensor(valid).expand(shape)).view(masks.shape)
 
 
 def remap(
@@ -63,10 +86,19 @@ def remap(
 ) -> torch.Tensor:
     """Apply y = M (x − c) + c + t per sample. matrix [B, nd, nd], centre and shift [B, nd]."""
     check_masks(masks)
-    pts = voxel_coords(masks.shape[2:], masks.device)  # [N, nd]
+    b, nd = masks.shape[0], masks.dim() - 2
     inv = torch.linalg.inv(matrix.to(torch.float64))
-    src = (pts[None] - centre[:, None] - shift[:, None]) @ inv.transpose(1, 2) + centre[:, None]
-    return gather_nearest(masks, src)
+    # x = M⁻¹ (y − c − t) + c = M⁻¹ y + (c − M⁻¹ (c + t)), summed axis by axis
+    offset = centre - (inv @ (centre + shift)[..., None])[..., 0]
+    view = (b,) + (1,) * nd
+    grids = axis_coords(masks.shape[2:], masks.device)
+    coords = []
+    for a in range(nd):
+        src = offset[:, a].view(view)
+        for j in range(nd):
+            src = src + inv[:, a, j].view(view) * grids[j]
+        coords.append(src)
+    return gather_nearest(masks, coords)
 
 
 def _eye(b: int, nd: int, device: torch.device) -> torch.Tensor:

@@ -33,18 +33,25 @@ STREAM_BLOB_SHAPE = 11
 
 
 def _fmix32(h: torch.Tensor) -> torch.Tensor:
-    h = h ^ (h >> 16)
-    h = (h * 0x85EBCA6B) & _MASK32
-    h = h ^ (h >> 13)
-    h = (h * 0xC2B2AE35) & _MASK32
-    return h ^ (h >> 16)
+    """murmur3's finaliser, in place on an int64 tensor of 32-bit values (the hash of a
+    whole volume's counters is a few large passes, so no temporaries beyond one shift)."""
+    h ^= h >> 16
+    h *= 0x85EBCA6B
+    h &= _MASK32
+    h ^= h >> 13
+    h *= 0xC2B2AE35
+    h &= _MASK32
+    h ^= h >> 16
+    return h
 
 
 def hash32(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
     """32-bit hashes, broadcasting ``sample`` and ``counter`` (int64 tensors)."""
     h = _fmix32((sample.to(torch.int64) * 0x9E3779B1 + (seed & _MASK32)) & _MASK32)
     h = _fmix32((h ^ (stream * 0x85EBCA77)) & _MASK32)
-    return _fmix32((h + counter.to(torch.int64) * 0xC2B2AE3D) & _MASK32)
+    x = counter.to(torch.int64) * 0xC2B2AE3D + h  # a fresh tensor of the broadcast shape
+    x &= _MASK32
+    return _fmix32(x)
 
 
 _keys: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("keys", default=None)
@@ -75,4 +82,4 @@ def sample_ids(batch: int, device: torch.device) -> torch.Tensor:
 
 def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
     """Uniform floats in [0, 1) (float64, 2^-32 resolution), shaped like the broadcast keys."""
-    return hash32(seed, sample, stream, counter).to(torch.float64) * 2.0**-32
+    return hash32(seed, sample, stream, counter).to(torch.float64).mul_(2.0**-32)

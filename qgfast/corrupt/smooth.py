@@ -3,6 +3,8 @@ Binary semantics: nonzero is foreground, outputs are 0/1 in the input's dtype.""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -15,26 +17,47 @@ def opencv_sigma(kernel_size: int) -> float:
     return 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
 
 
-def gaussian_filter(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
-    """Separable Gaussian filter of float x [B, 1, *S] with reflect-101 borders (OpenCV's
-    default), the kernel normalised to sum 1."""
+# Axes up to this long are filtered as one dense matrix product (BLAS beats a one-channel
+# convolution by ~10x on a CPU at 224 and stays ahead to about here); longer ones convolve.
+MATRIX_MAX = 512
+
+
+def _taps(kernel_size: int, sigma: float, dtype: torch.dtype, device: torch.device):
     if kernel_size % 2 == 0 or kernel_size < 1:
         raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
     half = kernel_size // 2
-    t = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
+    t = torch.arange(-half, half + 1, dtype=dtype, device=device)
     w = torch.exp(-(t * t) / (2 * sigma * sigma))
-    w = w / w.sum()
-    nd = x.dim() - 2
-    conv = F.conv2d if nd == 2 else F.conv3d
-    for axis in range(nd):
-        shape = [1, 1] + [1] * nd
-        shape[2 + axis] = kernel_size
-        pad = [0, 0] * nd
-        pad[2 * (nd - 1 - axis)] = pad[2 * (nd - 1 - axis) + 1] = half
-        size = x.shape[2 + axis]
-        mode = "reflect" if size > half else "replicate"  # reflect needs size > pad
-        x = conv(F.pad(x, pad, mode=mode), w.view(shape))
-    return x
+    return w / w.sum()
+
+
+def _filter_last_axis(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Convolve the last axis of x [..., L] with the odd taps w, reflect-101 borders."""
+    half = w.shape[0] // 2
+    size = x.shape[-1]
+    mode = "reflect" if size > half else "replicate"  # reflect needs size > pad
+    rows = x.reshape(-1, 1, size)
+    return F.conv1d(F.pad(rows, (half, half), mode=mode), w.view(1, 1, -1)).view(x.shape)
+
+
+def gaussian_filter(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
+    """Separable Gaussian filter of float x [B, 1, *S] with reflect-101 borders (OpenCV's
+    default), the kernel normalised to sum 1."""
+    w = _taps(kernel_size, sigma, x.dtype, x.device)
+    shape = x.shape
+    for axis in range(2, x.dim()):
+        size = shape[axis]
+        if size > MATRIX_MAX:
+            x = _filter_last_axis(x.movedim(axis, -1).contiguous(), w).movedim(-1, axis)
+            continue
+        # the filter with its borders is linear in the row: row @ (filter of the identity)
+        matrix = _filter_last_axis(torch.eye(size, dtype=x.dtype, device=x.device), w)
+        pre, post = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+        if post == 1:
+            x = (x.reshape(pre, size) @ matrix).view(shape)
+        else:
+            x = (matrix.T @ x.reshape(pre, size, post)).view(shape)
+    return x.contiguous()
 
 
 def gaussian_smooth(masks: torch.Tensor, kernel_size: int) -> torch.Tensor:

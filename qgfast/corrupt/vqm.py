@@ -196,14 +196,20 @@ class VQMGenerator:
         gt = masks.to(torch.uint8) if masks.dtype == torch.bool else masks
         rep = gt.repeat_interleave(k, dim=0)
         per_copy = (-1,) + (1,) * (nd + 1)
-        u = rng.uniform(
-            seed, ids[:, None].to(gt.device), rng.STREAM_VQM, torch.tensor([[98]], device=gt.device)
-        )
-        target_class = (1 + (u[:, 0] * (classes - 1)).to(torch.int64)).clamp_max(classes - 1)
-        target_class = target_class.view(per_copy).to(gt.dtype)
-        work = (rep == target_class).to(torch.uint8)  # the class each copy corrupts, as 0/1
-        whole = rep.clone()  # whole-map replacements (cross-image, weak model)
-        replaced = torch.zeros(b * k, dtype=torch.bool, device=gt.device)
+        if num_classes is None:
+            target_class = None  # binary: the copy is the class
+            work = rep if rep.dtype == torch.uint8 else rep.to(torch.uint8)
+        else:
+            u = rng.uniform(
+                seed,
+                ids[:, None].to(gt.device),
+                rng.STREAM_VQM,
+                torch.tensor([[98]], device=gt.device),
+            )
+            drawn = (1 + (u[:, 0] * (classes - 1)).to(torch.int64)).clamp_max(classes - 1)
+            target_class = drawn.view(per_copy).to(gt.dtype)
+            work = (rep == target_class).to(torch.uint8)  # the class each copy corrupts, as 0/1
+        whole: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, maps) replaced outright
         scale = sum(masks.shape[2:]) / nd / 224.0
         for step in range(MAX_CHAIN):
             for op_id in ops[:, step].unique().tolist():
@@ -214,17 +220,18 @@ class VQMGenerator:
                 step_seed = seed + 7919 * step
                 with rng.sample_keys(ids[rows] * MAX_CHAIN + step):
                     if self.op_names[op_id] in ("cross_image", "weak_model"):
-                        whole[idx] = self._replace_map(
-                            op_id, gt, images, rows, k, step_seed, classes
-                        )
-                        replaced[idx] = True
+                        maps = self._replace_map(op_id, gt, images, rows, k, step_seed, classes)
+                        whole.append((idx, maps))
                     else:
                         op = self._ops[op_id]
                         assert op is not None
                         work[idx] = (op.fn(work[idx], step_seed, scale) != 0).to(torch.uint8)
-        # put each corrupted class back into its map: its old voxels cleared, new ones set
-        composed = torch.where(work.bool(), target_class, torch.where(rep == target_class, 0, rep))
-        out = torch.where(replaced.view(per_copy), whole, composed)
+        if target_class is None:
+            out = work if work.dtype == gt.dtype else work.to(gt.dtype)
+        else:  # put each corrupted class back into its map: old voxels cleared, new ones set
+            out = torch.where(work.bool(), target_class, torch.where(rep == target_class, 0, rep))
+        for idx, maps in whole:  # a whole-map copy takes no other op (one-op categories)
+            out[idx] = maps
         if num_classes is None:
             quality = dice_scores(out, gt, num_classes=1, repeats=k, validate=False)[:, 0]
         else:

@@ -17,18 +17,21 @@ import math
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.geometry import gather_nearest, voxel_coords
+from qgfast.corrupt.geometry import axis_coords, axis_view, gather_nearest
 from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.smooth import gaussian_filter
 
 
 def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) -> torch.Tensor:
-    """[B, count] standard normals (Box–Muller on two counter-based uniforms)."""
+    """[B, count] standard normals (float32): Box–Muller, each pair of counter-based
+    uniforms giving two (R cos θ and R sin θ)."""
     ids = rng.sample_ids(b, device)
-    c = torch.arange(count, device=device)[None, :]
-    u1 = rng.uniform(seed, ids, stream, 2 * c).clamp_min(2.0**-32)
-    u2 = rng.uniform(seed, ids, stream, 2 * c + 1)
-    return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+    pairs = (count + 1) // 2
+    c = torch.arange(pairs, device=device)[None, :]
+    u1 = rng.uniform(seed, ids, stream, 2 * c).clamp_min_(2.0**-32).to(torch.float32)
+    theta = rng.uniform(seed, ids, stream, 2 * c + 1).to(torch.float32).mul_(2 * math.pi)
+    radius = u1.log_().mul_(-2).sqrt_()
+    return torch.cat([radius * theta.cos(), radius * theta.sin_()], 1)[:, :count]
 
 
 def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -> torch.Tensor:
@@ -36,12 +39,11 @@ def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -
     check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
     nd, n = len(spatial), math.prod(spatial)
-    noise = alpha * _normal(seed, b, rng.STREAM_ELASTIC, nd * n, masks.device)
-    field = noise.view(b * nd, 1, *spatial).to(torch.float32)
+    noise = _normal(seed, b, rng.STREAM_ELASTIC, nd * n, masks.device).mul_(alpha)
     k = 2 * math.ceil(3 * sigma) + 1
-    smooth = gaussian_filter(field, k, sigma).view(b, nd, n).transpose(1, 2)  # [B, N, nd]
-    src = voxel_coords(spatial, masks.device)[None] + smooth.to(torch.float64)
-    return gather_nearest(masks, src)
+    field = gaussian_filter(noise.reshape(b * nd, 1, *spatial), k, sigma).view(b, nd, *spatial)
+    grids = axis_coords(spatial, masks.device)
+    return gather_nearest(masks, [grids[a] + field[:, a] for a in range(nd)])
 
 
 def grid_distortion(
@@ -70,12 +72,8 @@ def grid_distortion(
         frac = x / cell - cell_idx
         lo = src_nodes.gather(1, cell_idx.expand(b, -1))
         hi = src_nodes.gather(1, (cell_idx + 1).expand(b, -1))
-        coords.append(lo + frac * (hi - lo))  # [B, size]
-    grids = torch.meshgrid(*[torch.arange(s, device=masks.device) for s in spatial], indexing="ij")
-    src = torch.stack(
-        [coords[a].gather(1, grids[a].reshape(1, -1).expand(b, -1)) for a in range(nd)], -1
-    )
-    return gather_nearest(masks, src)
+        coords.append((lo + frac * (hi - lo)).view(axis_view(b, nd, a, size)))  # separable
+    return gather_nearest(masks, coords)
 
 
 def cross_image_partners(

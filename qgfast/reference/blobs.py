@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -13,26 +15,34 @@ def paint_blobs(
     (first axis −1: no blob). A voxel at offset d from a centre is inside when
     Σ_a d_a² · Π_{b≠a} r_b² ≤ Π_a r_a² — the ellipsoid Σ (d_a / r_a)² ≤ 1 in exact integer
     arithmetic (all r equal: the digital ball Σ d² ≤ r²; a zero semi-axis: a flat blob).
-    Inside voxels are set to ``fill``; returns a copy."""
-    spatial = x.shape[2:]
-    grids = torch.meshgrid(*[torch.arange(s, device=x.device) for s in spatial], indexing="ij")
-    inside = torch.zeros((x.shape[0], *spatial), dtype=torch.bool, device=x.device)
-    view = (x.shape[0],) + (1,) * len(spatial)
+    Inside voxels are set to ``fill``; returns a copy.
+
+    Each blob is tested over the offsets of one box of side 2·R + 1 (R the largest semi-axis
+    of the call) around its centre, so the work follows the blobs' size, not the volume's."""
+    out = x.clone(memory_format=torch.contiguous_format)
+    b, spatial = x.shape[0], x.shape[2:]
     nd = len(spatial)
-    for j in range(centres.shape[1]):
-        q = [(axes[:, j, a].to(torch.int64) ** 2).view(view) for a in range(nd)]
-        whole = q[0].clone()
-        for a in range(1, nd):
-            whole = whole * q[a]
-        lhs = torch.zeros_like(inside, dtype=torch.int64)
-        for a, g in enumerate(grids):
-            others = torch.ones_like(q[0])
-            for b in range(nd):
-                if b != a:
-                    others = others * q[b]
-            lhs = lhs + (g[None] - centres[:, j, a].view(view)) ** 2 * others
-        present = (axes[:, j, 0] >= 0).view(view)
-        inside |= present & (lhs <= whole)
-    out = x.clone()
-    out[:, 0][inside] = fill
+    present = axes[..., 0] >= 0  # [B, n]
+    if centres.shape[1] == 0 or not bool(present.any()):
+        return out
+    reach = int(axes.max())
+    side = torch.arange(-reach, reach + 1, device=x.device)
+    offsets = torch.stack(torch.meshgrid(*[side] * nd, indexing="ij"), -1).view(-1, nd)  # [W, nd]
+    r2 = axes.to(torch.int64).clamp_min(0) ** 2  # [B, n, nd]
+    whole = r2.prod(-1, keepdim=True)  # [B, n, 1]
+    lhs = torch.zeros(1, dtype=torch.int64, device=x.device)
+    for a in range(nd):
+        others = torch.ones_like(r2[..., 0])
+        for c in range(nd):
+            if c != a:
+                others = others * r2[..., c]
+        lhs = lhs + offsets[:, a] ** 2 * others[..., None]  # [B, n, W]
+    inside = (lhs <= whole) & present[..., None]
+    pos = centres.to(torch.int64)[:, :, None, :] + offsets  # [B, n, W, nd]
+    sizes = torch.tensor(spatial, device=x.device)
+    inside &= ((pos >= 0) & (pos < sizes)).all(-1)
+    strides = torch.tensor([math.prod(spatial[a + 1 :]) for a in range(nd)], device=x.device)
+    linear = (pos * strides).sum(-1)  # [B, n, W]
+    rows = torch.arange(b, device=x.device)[:, None, None].expand_as(linear)
+    out.view(b, -1)[rows[inside], linear[inside]] = fill
     return out

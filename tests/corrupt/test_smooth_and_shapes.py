@@ -15,14 +15,20 @@ def _disc(size=64, r=15, centre=(30, 34)) -> torch.Tensor:
     return (((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) <= r * r).to(torch.uint8)[None, None]
 
 
-def test_gaussian_filter_matches_scipy_reflect_with_truncated_kernel() -> None:
+@pytest.mark.parametrize("shape", [(23, 19), (9, 14, 11)])
+@pytest.mark.parametrize("matrix_max", [smooth.MATRIX_MAX, 0])  # dense product / convolution
+def test_gaussian_filter_matches_scipy_reflect_with_truncated_kernel(
+    shape, matrix_max, monkeypatch
+) -> None:
     ndi = pytest.importorskip("scipy.ndimage")
-    x = torch.rand(1, 1, 23, 19, dtype=torch.float64)
+    monkeypatch.setattr(smooth, "MATRIX_MAX", matrix_max)
+    x = torch.rand(2, 1, *shape, dtype=torch.float64)
     k, sigma = 11, smooth.opencv_sigma(11)
-    got = smooth.gaussian_filter(x, k, sigma)[0, 0].numpy()
+    got = smooth.gaussian_filter(x, k, sigma).numpy()
     # scipy 'mirror' is OpenCV's reflect-101; truncate so the radius is k // 2
-    want = ndi.gaussian_filter(x[0, 0].numpy(), sigma, mode="mirror", truncate=(k // 2) / sigma)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    for b in range(2):
+        want = ndi.gaussian_filter(x[b, 0].numpy(), sigma, mode="mirror", truncate=(k // 2) / sigma)
+        np.testing.assert_allclose(got[b, 0], want, rtol=1e-10, atol=1e-12)
 
 
 def test_opencv_sigma_formula() -> None:
