@@ -47,37 +47,36 @@ def _require_2d(masks: torch.Tensor, name: str) -> None:
         raise NotImplementedError(f"{name} is defined for 2D masks (B, 1, H, W) only")
 
 
-def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+def _chain(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """One monotone chain of Andrew's algorithm: only left turns kept (integer arithmetic)."""
+    chain: list[tuple[int, int]] = []
+    for p in points:
+        while len(chain) >= 2:
+            (oy, ox), (ay, ax) = chain[-2], chain[-1]
+            if (ay - oy) * (p[1] - ox) - (ax - ox) * (p[0] - oy) > 0:
+                break
+            chain.pop()
+        chain.append(p)
+    return chain
 
 
 def _hull(fg: torch.Tensor) -> torch.Tensor:
     """Convex hull vertices (counter-clockwise) of the pixel centres of fg [H, W] (bool,
     non-empty). Only each row's two extreme pixels can be hull vertices, so the chain runs
-    over at most 2·H points."""
+    over at most 2·H points, already in (row, column) order."""
     rows = fg.any(1).nonzero()[:, 0]
     w = fg.shape[1]
-    left = fg[rows].to(torch.uint8).argmax(1)
-    right = w - 1 - fg[rows].flip(1).to(torch.uint8).argmax(1)
-    pts = sorted(
-        {
-            (float(r), float(x))
-            for r, a, z in zip(rows.tolist(), left.tolist(), right.tolist(), strict=True)
-            for x in (a, z)
-        }
-    )
+    spans = fg[rows].to(torch.uint8)
+    left = spans.argmax(1)
+    right = w - 1 - spans.flip(1).argmax(1)
+    pts: list[tuple[int, int]] = []
+    for r, a, z in zip(rows.tolist(), left.tolist(), right.tolist(), strict=True):
+        pts.append((r, a))
+        if z != a:
+            pts.append((r, z))
     if len(pts) <= 2:
         return torch.tensor(pts, dtype=torch.float64)
-    lower: list[tuple[float, float]] = []
-    for p in pts:
-        while len(lower) >= 2 and _cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    upper: list[tuple[float, float]] = []
-    for p in reversed(pts):
-        while len(upper) >= 2 and _cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
+    lower, upper = _chain(pts), _chain(pts[::-1])
     return torch.tensor(lower[:-1] + upper[:-1], dtype=torch.float64)
 
 
@@ -98,7 +97,7 @@ def fill_polygon(poly: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     dy = torch.where(y1 == y0, torch.ones_like(y1), y1 - y0)
     xs = torch.where(crosses, x0 + (x1 - x0) * (y - y0) / dy, torch.full_like(y0 + y, math.inf))
     xs = xs.sort(1).values  # [H, V], real crossings first
-    pairs = xs.shape[1] // 2
+    pairs = int(crosses.sum(1).max()) // 2  # the most any row has (a convex one: 1)
     starts, ends = xs[:, 0 : 2 * pairs : 2], xs[:, 1 : 2 * pairs : 2]  # [H, P]
     x = torch.arange(w, dtype=torch.float64)[None, :, None]  # [1, W, 1]
     eps = 1e-9
@@ -142,15 +141,13 @@ def polygon(masks: torch.Tensor, vertices: int) -> torch.Tensor:
         centre = pts.mean(0)
         d = pts - centre
         angle = torch.atan2(d[:, 1], d[:, 0])
-        radius = d.norm(dim=1)
-        corners = []
-        for k in range(vertices):
-            target = -math.pi + 2 * math.pi * k / vertices
-            diff = torch.remainder(angle - target + math.pi, 2 * math.pi) - math.pi
-            near = diff.abs() <= math.pi / vertices
-            if near.any():
-                i = torch.where(near, radius, torch.full_like(radius, -1)).argmax()
-                corners.append(pts[i])
-        return torch.stack(corners) if corners else centre[None]
+        radius = (d * d).sum(1).sqrt()  # = norm(dim=1), without its slow reduction path
+        targets = [-math.pi + 2 * math.pi * k / vertices for k in range(vertices)]
+        ray = torch.tensor(targets, dtype=torch.float64)[None, :]
+        diff = torch.remainder(angle[:, None] - ray + math.pi, 2 * math.pi) - math.pi  # [N, V]
+        near = diff.abs() <= math.pi / vertices
+        farthest = torch.where(near, radius[:, None], -1.0).argmax(0)  # first of the farthest
+        corners = pts[farthest[near.any(0)]]
+        return corners if len(corners) else centre[None]
 
     return _per_sample(masks, star)

@@ -34,16 +34,25 @@ def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) ->
     return torch.cat([radius * theta.cos(), radius * theta.sin_()], 1)[:, :count]
 
 
+def elastic_displacement(
+    b: int, spatial: tuple[int, ...], alpha: float, sigma: float, seed: int, device: torch.device
+) -> torch.Tensor:
+    """[B, nd, *S] float32: N(0, α²) per voxel and axis, Gaussian-smoothed with σ (kernel
+    side 2·⌈3σ⌉ + 1, reflect-101 borders)."""
+    nd, n = len(spatial), math.prod(spatial)
+    noise = _normal(seed, b, rng.STREAM_ELASTIC, nd * n, device).mul_(alpha)
+    k = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_filter(noise.reshape(b * nd, 1, *spatial), k, sigma).view(b, nd, *spatial)
+
+
 def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -> torch.Tensor:
-    """Elastic deformation: displacement N(0, α²) per voxel and axis, Gaussian-smoothed (σ)."""
+    """Elastic deformation: output(x) = input(round(x + d(x))) with d from
+    ``elastic_displacement``."""
     check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
-    nd, n = len(spatial), math.prod(spatial)
-    noise = _normal(seed, b, rng.STREAM_ELASTIC, nd * n, masks.device).mul_(alpha)
-    k = 2 * math.ceil(3 * sigma) + 1
-    field = gaussian_filter(noise.reshape(b * nd, 1, *spatial), k, sigma).view(b, nd, *spatial)
+    field = elastic_displacement(b, spatial, alpha, sigma, seed, masks.device)
     grids = axis_coords(spatial, masks.device)
-    return gather_nearest(masks, [grids[a] + field[:, a] for a in range(nd)])
+    return gather_nearest(masks, [grids[a] + field[:, a] for a in range(len(spatial))])
 
 
 def grid_distortion(

@@ -1,7 +1,8 @@
 """Triton painting of balls and axis-aligned ellipsoids into label maps: one program per
 (sample, blob) walking only the blob's bounding box, so the work is proportional to the
 blobs' volume, not the masks'. Overlapping blobs write the same fill value, so their order
-does not matter. The inside test is the reference's exact integer form (int64)."""
+does not matter. The inside test is the reference's exact integer form (int64); walking
+only the box gives the reference's |d_a| ≤ r_a."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def _paint_kernel(
     s0 = 2 * r0 + 1
     s1 = 2 * r1 + 1
     s2 = 2 * r2 + 1
-    q0 = (r0 * r0).to(tl.int64) if IS_3D else tl.full((), 1, tl.int64)
-    q1 = (r1 * r1).to(tl.int64)
-    q2 = (r2 * r2).to(tl.int64)
+    # q = max(r², 1): a zero semi-axis (and 2D's padded axis 0) leaves the others' ellipse
+    q0 = tl.maximum(r0 * r0, 1).to(tl.int64)
+    q1 = tl.maximum(r1 * r1, 1).to(tl.int64)
+    q2 = tl.maximum(r2 * r2, 1).to(tl.int64)
     volume = tl.where(present, s0 * s1 * s2, 0)  # no blob, no work
     for start in range(0, volume, BLOCK):
         o = start + tl.arange(0, BLOCK)

@@ -12,10 +12,12 @@ def paint_blobs(
     x: torch.Tensor, centres: torch.Tensor, axes: torch.Tensor, fill: int
 ) -> torch.Tensor:
     """x [B, 1, *S]; centres [B, n, nd] voxel coordinates; axes [B, n, nd] integer semi-axes
-    (first axis −1: no blob). A voxel at offset d from a centre is inside when
-    Σ_a d_a² · Π_{b≠a} r_b² ≤ Π_a r_a² — the ellipsoid Σ (d_a / r_a)² ≤ 1 in exact integer
-    arithmetic (all r equal: the digital ball Σ d² ≤ r²; a zero semi-axis: a flat blob).
-    Inside voxels are set to ``fill``; returns a copy.
+    (first axis −1: no blob). A voxel at offset d from a centre is inside when |d_a| ≤ r_a on
+    every axis and Σ_a d_a² · Π_{b≠a} q_b ≤ Π_a q_a with q_a = max(r_a², 1) — the ellipsoid
+    Σ (d_a / r_a)² ≤ 1 in exact integer arithmetic (all r equal: the digital ball
+    Σ d² ≤ r²). A zero semi-axis makes the blob flat: offset 0 along that axis, an
+    ellipse/ellipsoid in the others (all zero: one voxel). Inside voxels are set to
+    ``fill``; returns a copy.
 
     Each blob is tested over the offsets of one box of side 2·R + 1 (R the largest semi-axis
     of the call) around its centre, so the work follows the blobs' size, not the volume's."""
@@ -28,16 +30,18 @@ def paint_blobs(
     reach = int(axes.max())
     side = torch.arange(-reach, reach + 1, device=x.device)
     offsets = torch.stack(torch.meshgrid(*[side] * nd, indexing="ij"), -1).view(-1, nd)  # [W, nd]
-    r2 = axes.to(torch.int64).clamp_min(0) ** 2  # [B, n, nd]
-    whole = r2.prod(-1, keepdim=True)  # [B, n, 1]
+    r = axes.to(torch.int64).clamp_min(0)  # [B, n, nd]
+    q = (r * r).clamp_min(1)
+    whole = q.prod(-1, keepdim=True)  # [B, n, 1]
     lhs = torch.zeros(1, dtype=torch.int64, device=x.device)
     for a in range(nd):
-        others = torch.ones_like(r2[..., 0])
+        others = torch.ones_like(q[..., 0])
         for c in range(nd):
             if c != a:
-                others = others * r2[..., c]
+                others = others * q[..., c]
         lhs = lhs + offsets[:, a] ** 2 * others[..., None]  # [B, n, W]
-    inside = (lhs <= whole) & present[..., None]
+    in_box = (offsets.abs() <= r[:, :, None, :]).all(-1)
+    inside = (lhs <= whole) & in_box & present[..., None]
     pos = centres.to(torch.int64)[:, :, None, :] + offsets  # [B, n, W, nd]
     sizes = torch.tensor(spatial, device=x.device)
     inside &= ((pos >= 0) & (pos < sizes)).all(-1)

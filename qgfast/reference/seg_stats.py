@@ -156,20 +156,30 @@ def seg_stats(
     dtype = accumulation_dtype(x.dtype if x.is_floating_point() else torch.float32)
     p = prediction(x, spec, dtype)
     t = target_tensor(target, spec, dtype)
-    if spec.repeats > 1:
-        t = t.repeat_interleave(spec.repeats, dim=0)
-    m = None if mask is None else mask.reshape(p.shape[0], 1, -1).to(dtype)
+    batch, k = p.shape[0], spec.repeats
+    m = None if mask is None else mask.reshape(batch, 1, -1).to(dtype)
+    # [B·K, C, N] predictions against [B, C, N] targets: view them [B, K, C, N] and [B, 1, C, N]
+    # so each target broadcasts over its K predictions instead of being copied K times
+    p_k = p.view(batch // k, k, *p.shape[1:])
+    t_k = t.unsqueeze(1)
+    m_k = None if m is None else m.view(batch // k, k, *m.shape[1:])
 
-    def total(v: torch.Tensor) -> torch.Tensor:  # Σ_n m·v, skipping the product when m = 1
-        return (v if m is None else m * v).sum(-1)
+    def total(v: torch.Tensor) -> torch.Tensor:  # Σ_n m·v → [B·K, C]
+        v = v if m_k is None else m_k * v
+        return v.sum(-1).expand(batch // k, k, -1).reshape(batch, -1)
 
     def power(v: torch.Tensor) -> torch.Tensor:
         return v * v if spec.squared else v
 
-    I = total(p * t)  # noqa: E741
-    P = total(power(p.abs() if spec.absolute else p))
-    G = total(power(t.abs() if spec.absolute else t))
-    D = total(power((p - t).abs())) if spec.diff else torch.zeros_like(I)
+    I = total(p_k * t_k)  # noqa: E741
+    P = total(power(p_k.abs() if spec.absolute else p_k))
+    G = total(power(t_k.abs() if spec.absolute else t_k))
+    D = total(power((p_k - t_k).abs())) if spec.diff else torch.zeros_like(I)
+    if spec.ce == "none":
+        zero = torch.zeros(batch, dtype=dtype, device=p.device)
+        return Stats(I, P, G, D, zero, zero.clone())
+    if k > 1:
+        t = t.repeat_interleave(k, dim=0)
     m1 = torch.ones_like(p[:, 0]) if m is None else m[:, 0]
     if spec.ce == "softmax":
         log_s = torch.log_softmax(x.flatten(2).to(dtype), dim=1)
@@ -184,12 +194,10 @@ def seg_stats(
             cw = 1.0 if class_weight is None else class_weight.to(dtype).view(1, -1, 1)
             ce_sum = -(m1 * (cw * t * log_s).sum(1)).sum(-1)
             ce_norm = m1.sum(-1)
-    elif spec.ce == "bce":
+    else:  # bce
         pos = None if class_weight is None else class_weight.to(dtype).view(1, -1, 1)
         loss = F.binary_cross_entropy_with_logits(
             x.flatten(2).to(dtype), t, pos_weight=pos, reduction="none"
         )
         ce_sum, ce_norm = (m1 * loss[:, 0]).sum(-1), m1.sum(-1)
-    else:
-        ce_sum = ce_norm = torch.zeros(p.shape[0], dtype=dtype, device=p.device)
     return Stats(I, P, G, D, ce_sum, ce_norm)

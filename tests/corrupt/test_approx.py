@@ -1,5 +1,6 @@
 """Convex hull, fitted ellipse and polygon: containment and shape properties."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +77,19 @@ def test_fill_polygon_of_a_triangle_counts_lattice_points() -> None:
     filled = approx.fill_polygon(tri, (12, 12))
     # lattice points with r, c >= 0 and r + c <= 10: 66 (Pick's theorem: boundary included)
     assert filled.sum() == 66
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_convex_hull_equals_qhull_half_planes(seed) -> None:
+    """Every pixel centre inside all of Qhull's facets (within 1e-9) is in the hull, and no
+    other pixel."""
+    spatial = pytest.importorskip("scipy.spatial")
+    g = torch.Generator().manual_seed(seed)
+    masks = (torch.rand(2, 1, 27, 31, generator=g) < 0.02).to(torch.uint8)
+    masks[:, :, 10:14, 12:15] = 1  # never collinear
+    out = approx.convex_hull(masks)
+    centres = np.indices((27, 31)).reshape(2, -1).T.astype(np.float64)
+    for b in range(2):
+        hull = spatial.ConvexHull(np.argwhere(masks[b, 0].numpy()).astype(np.float64))
+        inside = (centres @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9).all(1)
+        np.testing.assert_array_equal(out[b, 0].numpy().reshape(-1).astype(bool), inside)

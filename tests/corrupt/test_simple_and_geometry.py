@@ -3,6 +3,7 @@ determinism per (seed, sample), 2D and 3D."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,3 +105,59 @@ def test_exact_quarter_turn_in_2d() -> None:
     want = torch.zeros_like(m)
     want[0, 0, 0:3, 2] = 1  # y = M (x − c) + c with M = [[0, −1], [1, 0]]: (0, +2) → (−2, 0)
     assert torch.equal(out, want)
+
+
+@pytest.mark.parametrize("spatial", [(23, 17), (11, 9, 7)])
+def test_remap_equals_the_formula_evaluated_per_voxel(spatial) -> None:
+    """y = M (x − c) + c + t: every output voxel reads the input at round(M⁻¹ (y − c − t) + c)
+    (numpy, voxel by voxel), 0 outside; voxels within 1e-6 of a rounding tie are skipped."""
+    b, nd = 3, len(spatial)
+    g = torch.Generator().manual_seed(1)
+    masks = torch.randint(0, 4, (b, 1, *spatial), generator=g, dtype=torch.uint8)
+    matrix = torch.eye(nd, dtype=torch.float64) + 0.4 * torch.randn(b, nd, nd, generator=g).double()
+    centre = torch.rand(b, nd, generator=g).double() * torch.tensor(spatial)
+    shift = 3 * torch.randn(b, nd, generator=g).double()
+    out = geometry.remap(masks, matrix, centre, shift)[:, 0].numpy()
+    ys = np.indices(spatial).reshape(nd, -1).T  # [N, nd]
+    for i in range(b):
+        inv = np.linalg.inv(matrix[i].numpy())
+        c, t = centre[i].numpy(), shift[i].numpy()
+        src = (ys - c - t) @ inv.T + c
+        idx = np.rint(src).astype(np.int64)
+        inside = ((idx >= 0) & (idx < np.array(spatial))).all(1)
+        clipped = np.clip(idx, 0, np.array(spatial) - 1)
+        want = masks[i, 0].numpy()[tuple(clipped.T)] * inside
+        decided = (np.abs(np.abs(src - np.floor(src)) - 0.5) > 1e-6).all(1)
+        assert decided.mean() > 0.99
+        np.testing.assert_array_equal(out[i].reshape(-1)[decided], want[decided])
+
+
+def test_separable_and_full_coordinates_gather_the_same() -> None:
+    g = torch.Generator().manual_seed(2)
+    masks = torch.randint(0, 3, (2, 1, 9, 8, 7), generator=g, dtype=torch.uint8)
+    coords = [  # per-axis sources, partly outside the volume
+        torch.rand(2, *[s if a == d else 1 for d in range(3)], generator=g).double() * 12 - 2
+        for a, s in enumerate((9, 8, 7))
+    ]
+    full = [c.expand(2, 9, 8, 7).contiguous() for c in coords]
+    assert torch.equal(geometry.gather_nearest(masks, coords), geometry.gather_nearest(masks, full))
+
+
+@pytest.mark.parametrize("spatial", [(13, 10), (7, 6, 5)])
+def test_centroid_and_moments_equal_direct_sums(spatial) -> None:
+    from qgfast.corrupt.shapes import moments
+
+    g = torch.Generator().manual_seed(3)
+    masks = (torch.rand(3, 1, *spatial, generator=g) < 0.3).to(torch.uint8) * 2
+    masks[2] = 0  # empty: the centre of the volume, zero spread
+    area, mean, std = moments(masks)
+    cen = geometry.centroid(masks)
+    for i in range(3):
+        pts = np.argwhere(masks[i, 0].numpy() != 0).astype(np.float64)
+        assert area[i].item() == len(pts)
+        if len(pts):
+            np.testing.assert_allclose(mean[i].numpy(), pts.mean(0), rtol=1e-12)
+            np.testing.assert_allclose(std[i].numpy(), pts.std(0), rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(cen[i].numpy(), pts.mean(0), rtol=1e-12)
+        else:
+            np.testing.assert_allclose(cen[i].numpy(), (np.array(spatial) - 1) / 2)

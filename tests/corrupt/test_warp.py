@@ -1,10 +1,13 @@
 """Elastic and grid distortion keep labels and roughly the area, are deterministic, and
 reduce to the identity at zero strength; the cross-image swap picks an area-close partner."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
-from qgfast.corrupt import warp
+from qgfast.corrupt import rng, warp
 
 
 def _disc(b=2, size=48, r=12) -> torch.Tensor:
@@ -51,3 +54,48 @@ def test_cross_image_swap_picks_the_closest_area() -> None:
     areas = out.sum((1, 2, 3)).tolist()
     assert areas == [12, 10, 41, 40, 41]
     assert torch.equal(warp.cross_image_swap(m[:1]), m[:1])
+
+
+def _nearest_oracle(masks: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """masks [B, *S]; src [B, nd, *S] source coordinates → (gathered, decided) where decided
+    marks voxels whose coordinates are not within 1e-6 of a rounding tie (a different but
+    equally exact evaluation order may round those either way)."""
+    idx = np.rint(src).astype(np.int64)
+    spatial = np.array(masks.shape[1:]).reshape(1, -1, *[1] * (masks.ndim - 1))
+    inside = ((idx >= 0) & (idx < spatial)).all(1)
+    clipped = np.clip(idx, 0, spatial - 1)
+    batch = np.arange(masks.shape[0]).reshape(-1, *[1] * (masks.ndim - 1))
+    out = masks[(batch, *np.moveaxis(clipped, 1, 0))] * inside
+    decided = (np.abs(np.abs(src - np.floor(src)) - 0.5) > 1e-6).all(1)
+    return out, decided
+
+
+def test_normals_are_standard_and_their_halves_independent() -> None:
+    z = warp._normal(4, 3, rng.STREAM_ELASTIC, 60_001, torch.device("cpu")).double()
+    assert z.shape == (3, 60_001)
+    assert abs(float(z.mean())) < 0.01
+    assert abs(float(z.std()) - 1) < 0.01
+    half = 30_001  # R cos θ for the first pairs, R sin θ for the same pairs after them
+    corr = torch.corrcoef(torch.stack([z[:, :30_000].flatten(), z[:, half:].flatten()]))[0, 1]
+    assert abs(float(corr)) < 0.02
+    assert float((z.abs() > 3).double().mean()) == pytest.approx(0.0027, abs=0.001)
+
+
+@pytest.mark.parametrize("spatial", [(31, 26), (13, 11, 9)])
+def test_elastic_is_the_smoothed_noise_then_a_nearest_remap(spatial) -> None:
+    ndi = pytest.importorskip("scipy.ndimage")
+    b, nd, alpha, sigma = 2, len(spatial), 6.0, 2.0
+    field = warp.elastic_displacement(b, spatial, alpha, sigma, 5, torch.device("cpu"))
+    noise = alpha * warp._normal(5, b, rng.STREAM_ELASTIC, nd * math.prod(spatial), "cpu")
+    noise = noise.view(b, nd, *spatial).double().numpy()
+    k = 2 * math.ceil(3 * sigma) + 1
+    want = ndi.gaussian_filter(noise, (0, 0, *[sigma] * nd), mode="mirror", truncate=k // 2 / sigma)
+    np.testing.assert_allclose(field.numpy(), want, atol=1e-5)
+
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(b, 1, *spatial, generator=g) < 0.4).to(torch.uint8) * 3
+    out = warp.elastic(masks, alpha, sigma, seed=5)[:, 0].numpy()
+    src = np.indices(spatial)[None] + field.double().numpy()
+    expected, decided = _nearest_oracle(masks[:, 0].numpy(), src)
+    assert decided.mean() > 0.99
+    np.testing.assert_array_equal(out[decided], expected[decided])
