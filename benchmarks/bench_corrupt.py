@@ -13,7 +13,8 @@ Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chor
 
 Shapes: 8×1×128³ and 24×1×256², uint8, ~10 % foreground (a smooth blob field).
 
-    python -m benchmarks.bench_corrupt [--quick] [--out benchmarks/results/corrupt.jsonl]
+    python -m benchmarks.bench_corrupt [--quick] [--only morphology|generator]
+        [--out benchmarks/results/corrupt.jsonl]
 """
 
 from __future__ import annotations
@@ -104,6 +105,27 @@ def _providers(device: torch.device, shape: str) -> dict[str, Callable]:
     return out
 
 
+def bench_morphology(rec: Recorder, device: torch.device, radii: list[int], quick: bool) -> None:
+    """Erosion and dilation per footprint and radius against every provider."""
+    for name, shape in (QUICK_SHAPES if quick else SHAPES).items():
+        masks = blob_masks(shape, device)
+        for fp_shape in ("ball", "cube"):
+            for r in radii:
+                for erode in (True, False):
+                    op = f"{'erode' if erode else 'dilate'}-{fp_shape}"
+                    for provider, fn in _providers(device, fp_shape).items():
+                        rec.bench(
+                            op,
+                            provider,
+                            lambda fn=fn, r=r, erode=erode, masks=masks: fn(masks, r, erode),
+                            shape=f"{name} r={r} {'x'.join(map(str, shape))}",
+                            dtype="uint8",
+                            mode="fwd",
+                            bytes_moved=2 * masks.nbytes,
+                            min_run_time=0.05 if quick else 0.3,
+                        )
+
+
 GENERATOR_CASES = {"paper-2D 32x50": (32, 50, (224, 224)), "LA-3D 4x8": (4, 8, (112, 112, 80))}
 QUICK_GENERATOR_CASES = {"tiny-2D 4x3": (4, 3, (48, 40))}
 
@@ -118,8 +140,6 @@ def bench_generator(rec: Recorder, quick: bool) -> None:
     device = rec.device
     cases = QUICK_GENERATOR_CASES if quick else GENERATOR_CASES
     for name, (b, k, spatial) in cases.items():
-        if device.type == "cpu" and len(spatial) == 3 and not quick:
-            continue  # minutes per call on two cores; the 3D row is a GPU row
         masks = blob_masks((b, 1, *spatial), device, fraction=0.2)
         runs = {"qgfast": lambda masks=masks, k=k: gen.generate(masks, k=k, seed=0)}
         if device.type == "cpu":
@@ -146,28 +166,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/corrupt.jsonl"))
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
     parser.add_argument("--radii", type=int, nargs="*", help="default: 1 3 5 on GPU, 3 on CPU")
+    parser.add_argument(
+        "--only", choices=("morphology", "generator"), help="one part (default: both)"
+    )
     args = parser.parse_args(argv)
     device = default_device()
     rec = Recorder(args.out, device)
     radii = args.radii or ([1, 3, 5] if device.type == "cuda" and not args.quick else [3])
-    for name, shape in (QUICK_SHAPES if args.quick else SHAPES).items():
-        masks = blob_masks(shape, device)
-        for fp_shape in ("ball", "cube"):
-            for r in radii:
-                for erode in (True, False):
-                    op = f"{'erode' if erode else 'dilate'}-{fp_shape}"
-                    for provider, fn in _providers(device, fp_shape).items():
-                        rec.bench(
-                            op,
-                            provider,
-                            lambda fn=fn, r=r, erode=erode, masks=masks: fn(masks, r, erode),
-                            shape=f"{name} r={r} {'x'.join(map(str, shape))}",
-                            dtype="uint8",
-                            mode="fwd",
-                            bytes_moved=2 * masks.nbytes,
-                            min_run_time=0.05 if args.quick else 0.3,
-                        )
-    bench_generator(rec, args.quick)
+    if args.only != "generator":
+        bench_morphology(rec, device, radii, args.quick)
+    if args.only != "morphology":
+        bench_generator(rec, args.quick)
     return 0
 
 

@@ -10,10 +10,12 @@ a rotation turns about an axis drawn uniformly on the sphere.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from qgfast.corrupt import rng
+from qgfast.corrupt.blocking import blocks, take
 from qgfast.corrupt.morphology import check_masks
 
 
@@ -63,22 +65,30 @@ def centroid(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(count[:, None] > 0, mean, centre)
 
 
-def gather_nearest(masks: torch.Tensor, coords: list[torch.Tensor]) -> torch.Tensor:
-    """output[b, x] = masks[b, round(src(b, x))], 0 where that falls outside. ``coords[a]``
-    is the source coordinate along axis a (float64), broadcastable to [B, *S]: a separable
-    map passes [B, 1, .., S_a, .., 1] tensors and only the final index is full size."""
+def gather_nearest(masks: torch.Tensor, coords: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """output[b, x] = masks[b, round(src(b, x))], 0 where that falls outside. The source
+    coordinate along axis a is the sum, in order, of the float64 terms ``coords[a]``, each
+    broadcastable to [B, *S]: a separable or affine map passes small per-axis terms and
+    nothing full-size exists beyond one block (``blocking``) of the output at a time."""
     b, spatial = masks.shape[0], masks.shape[2:]
-    linear, valid = torch.zeros((), dtype=torch.int64, device=masks.device), True
-    stride = 1
-    for a in reversed(range(len(spatial))):
-        idx = torch.round(coords[a])
-        valid = (idx >= 0) & (idx <= spatial[a] - 1) & valid
-        linear = idx.clamp_(0, spatial[a] - 1).to(torch.int64).mul_(stride) + linear
-        stride *= spatial[a]
-    shape = (b, *spatial)
     flat = masks.reshape(b, -1)
-    picked = flat.gather(1, linear.expand(shape).reshape(b, -1)).view(shape)
-    return picked.mul_(torch.as_tensor(valid).expand(shape)).view(masks.shape)
+    out = torch.empty((b, *spatial), dtype=masks.dtype, device=masks.device)
+    for part in blocks(spatial[0], b * math.prod(spatial[1:]), masks.device):
+        linear, valid = torch.zeros((), dtype=torch.int64, device=masks.device), True
+        stride = 1
+        for a in reversed(range(len(spatial))):
+            terms = [take(t, 1, part) for t in coords[a]]
+            src = terms[0]
+            for t in terms[1:]:
+                src = src + t
+            idx = torch.round(src)
+            valid = (idx >= 0) & (idx <= spatial[a] - 1) & valid
+            linear = idx.clamp_(0, spatial[a] - 1).to(torch.int64).mul_(stride) + linear
+            stride *= spatial[a]
+        shape = (b, part.stop - part.start, *spatial[1:])
+        picked = flat.gather(1, linear.expand(shape).reshape(b, -1)).view(shape)
+        out[:, part] = picked.mul_(torch.as_tensor(valid).expand(shape))
+    return out.view(masks.shape)
 
 
 def remap(
@@ -92,12 +102,10 @@ def remap(
     offset = centre - (inv @ (centre + shift)[..., None])[..., 0]
     view = (b,) + (1,) * nd
     grids = axis_coords(masks.shape[2:], masks.device)
-    coords = []
-    for a in range(nd):
-        src = offset[:, a].view(view)
-        for j in range(nd):
-            src = src + inv[:, a, j].view(view) * grids[j]
-        coords.append(src)
+    coords = [
+        [offset[:, a].view(view)] + [inv[:, a, j].view(view) * grids[j] for j in range(nd)]
+        for a in range(nd)
+    ]
     return gather_nearest(masks, coords)
 
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 
 import torch
+
+from qgfast.corrupt.blocking import blocks, take
 
 _MASK32 = 0xFFFFFFFF
 # Stream ids: one per kind of draw, so adding a kind never shifts another's numbers.
@@ -45,13 +48,42 @@ def _fmix32(h: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def hash32(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
-    """32-bit hashes, broadcasting ``sample`` and ``counter`` (int64 tensors)."""
+def _key(seed: int, sample: torch.Tensor, stream: int) -> torch.Tensor:
     h = _fmix32((sample.to(torch.int64) * 0x9E3779B1 + (seed & _MASK32)) & _MASK32)
-    h = _fmix32((h ^ (stream * 0x85EBCA77)) & _MASK32)
-    x = counter.to(torch.int64) * 0xC2B2AE3D + h  # a fresh tensor of the broadcast shape
+    return _fmix32((h ^ (stream * 0x85EBCA77)) & _MASK32)
+
+
+def _mix(key: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    x = counter * 0xC2B2AE3D + key  # a fresh tensor of the broadcast shape
     x &= _MASK32
     return _fmix32(x)
+
+
+def _hashed(
+    seed: int,
+    sample: torch.Tensor,
+    stream: int,
+    counter: torch.Tensor,
+    finish: Callable[[torch.Tensor], torch.Tensor],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """finish(hash) over the broadcast of ``sample`` and ``counter``."""
+    key, c = _key(seed, sample, stream), counter.to(torch.int64)
+    shape = torch.broadcast_shapes(key.shape, c.shape)
+    if len(shape) == 0:
+        return finish(_mix(key, c))
+    parts = list(blocks(shape[-1], math.prod(shape[:-1]), c.device))
+    if len(parts) == 1:
+        return finish(_mix(key, c))
+    out = torch.empty(shape, dtype=dtype)
+    for part in parts:  # a volume's worth of draws, block by block in the cache
+        out[..., part] = finish(_mix(take(key, -1, part), take(c, -1, part)))
+    return out
+
+
+def hash32(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes, broadcasting ``sample`` and ``counter`` (int64 tensors)."""
+    return _hashed(seed, sample, stream, counter, lambda x: x, torch.int64)
 
 
 _keys: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("keys", default=None)
@@ -82,4 +114,8 @@ def sample_ids(batch: int, device: torch.device) -> torch.Tensor:
 
 def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
     """Uniform floats in [0, 1) (float64, 2^-32 resolution), shaped like the broadcast keys."""
-    return hash32(seed, sample, stream, counter).to(torch.float64).mul_(2.0**-32)
+    return _hashed(seed, sample, stream, counter, _to_unit, torch.float64)
+
+
+def _to_unit(h: torch.Tensor) -> torch.Tensor:
+    return h.to(torch.float64).mul_(2.0**-32)

@@ -52,7 +52,7 @@ def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -
     b, spatial = masks.shape[0], masks.shape[2:]
     field = elastic_displacement(b, spatial, alpha, sigma, seed, masks.device)
     grids = axis_coords(spatial, masks.device)
-    return gather_nearest(masks, [grids[a] + field[:, a] for a in range(len(spatial))])
+    return gather_nearest(masks, [[grids[a], field[:, a]] for a in range(len(spatial))])
 
 
 def grid_distortion(
@@ -81,7 +81,7 @@ def grid_distortion(
         frac = x / cell - cell_idx
         lo = src_nodes.gather(1, cell_idx.expand(b, -1))
         hi = src_nodes.gather(1, (cell_idx + 1).expand(b, -1))
-        coords.append((lo + frac * (hi - lo)).view(axis_view(b, nd, a, size)))  # separable
+        coords.append([(lo + frac * (hi - lo)).view(axis_view(b, nd, a, size))])  # separable
     return gather_nearest(masks, coords)
 
 

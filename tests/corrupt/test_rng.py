@@ -4,7 +4,7 @@ plain-Python transcription; uniforms in [0, 1); per-sample keys."""
 import pytest
 import torch
 
-from qgfast.corrupt import rng
+from qgfast.corrupt import blocking, rng
 
 M = 0xFFFFFFFF
 
@@ -23,8 +23,11 @@ def _hash(seed: int, sample: int, stream: int, counter: int) -> int:
     return _fmix((h + counter * 0xC2B2AE3D) & M)
 
 
+@pytest.mark.parametrize("block", [None, 5])  # whole, or block by block as on big draws
 @pytest.mark.parametrize("seed", [0, 7, 2**40 + 3])
-def test_hash_matches_murmur3_finaliser_bit_for_bit(seed) -> None:
+def test_hash_matches_murmur3_finaliser_bit_for_bit(seed, block, monkeypatch) -> None:
+    if block:
+        monkeypatch.setattr(blocking, "CPU_BLOCK", block)
     g = torch.Generator().manual_seed(seed % 1000)
     samples = torch.randint(0, 2**31 - 1, (13, 1), generator=g)
     counters = torch.cat([torch.arange(20), torch.randint(0, 2**31 - 1, (11,), generator=g)])
@@ -34,6 +37,8 @@ def test_hash_matches_murmur3_finaliser_bit_for_bit(seed) -> None:
         for s in samples[:, 0].tolist()
     ]
     assert got.tolist() == want
+    u = rng.uniform(seed, samples, rng.STREAM_ELASTIC, counters[None, :])
+    assert u.tolist() == [[h * 2.0**-32 for h in row] for row in want]
     # the inputs are keys, not buffers: hashing must leave them alone
     assert counters[:20].tolist() == list(range(20))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qgfast.corrupt import geometry, simple
+from qgfast.corrupt import blocking, geometry, simple
 
 
 def _box(size=(2, 1, 21, 17, 13), lo=(5, 4, 3), hi=(14, 11, 9)) -> torch.Tensor:
@@ -107,10 +107,13 @@ def test_exact_quarter_turn_in_2d() -> None:
     assert torch.equal(out, want)
 
 
+@pytest.mark.parametrize("block", [None, 40])  # whole, or a few rows at a time as on volumes
 @pytest.mark.parametrize("spatial", [(23, 17), (11, 9, 7)])
-def test_remap_equals_the_formula_evaluated_per_voxel(spatial) -> None:
+def test_remap_equals_the_formula_evaluated_per_voxel(spatial, block, monkeypatch) -> None:
     """y = M (x − c) + c + t: every output voxel reads the input at round(M⁻¹ (y − c − t) + c)
     (numpy, voxel by voxel), 0 outside; voxels within 1e-6 of a rounding tie are skipped."""
+    if block:
+        monkeypatch.setattr(blocking, "CPU_BLOCK", block)
     b, nd = 3, len(spatial)
     g = torch.Generator().manual_seed(1)
     masks = torch.randint(0, 4, (b, 1, *spatial), generator=g, dtype=torch.uint8)
@@ -139,8 +142,11 @@ def test_separable_and_full_coordinates_gather_the_same() -> None:
         torch.rand(2, *[s if a == d else 1 for d in range(3)], generator=g).double() * 12 - 2
         for a, s in enumerate((9, 8, 7))
     ]
-    full = [c.expand(2, 9, 8, 7).contiguous() for c in coords]
-    assert torch.equal(geometry.gather_nearest(masks, coords), geometry.gather_nearest(masks, full))
+    full = [[c.expand(2, 9, 8, 7).contiguous()] for c in coords]
+    split = [[c / 2, c / 2] for c in coords]  # terms are summed
+    want = geometry.gather_nearest(masks, full)
+    assert torch.equal(geometry.gather_nearest(masks, [[c] for c in coords]), want)
+    assert torch.equal(geometry.gather_nearest(masks, split), want)
 
 
 @pytest.mark.parametrize("spatial", [(13, 10), (7, 6, 5)])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qgfast.corrupt import rng, warp
+from qgfast.corrupt import blocking, rng, warp
 
 
 def _disc(b=2, size=48, r=12) -> torch.Tensor:
@@ -81,9 +81,12 @@ def test_normals_are_standard_and_their_halves_independent() -> None:
     assert float((z.abs() > 3).double().mean()) == pytest.approx(0.0027, abs=0.001)
 
 
+@pytest.mark.parametrize("block", [None, 50])  # whole, or a few rows at a time as on volumes
 @pytest.mark.parametrize("spatial", [(31, 26), (13, 11, 9)])
-def test_elastic_is_the_smoothed_noise_then_a_nearest_remap(spatial) -> None:
+def test_elastic_is_the_smoothed_noise_then_a_nearest_remap(spatial, block, monkeypatch) -> None:
     ndi = pytest.importorskip("scipy.ndimage")
+    if block:
+        monkeypatch.setattr(blocking, "CPU_BLOCK", block)
     b, nd, alpha, sigma = 2, len(spatial), 6.0, 2.0
     field = warp.elastic_displacement(b, spatial, alpha, sigma, 5, torch.device("cpu"))
     noise = alpha * warp._normal(5, b, rng.STREAM_ELASTIC, nd * math.prod(spatial), "cpu")
