@@ -25,19 +25,31 @@ def fitted_ellipse(masks: torch.Tensor) -> torch.Tensor:
     check_masks(masks)
     area, mean, _ = moments(masks)
     b, nd = masks.shape[0], masks.dim() - 2
-    w = (masks != 0)[:, 0].to(torch.float64)  # [B, *S]
+    fg = (masks != 0)[:, 0].to(torch.float64)  # [B, *S]
     d = centred_axes(masks, mean)  # per axis, broadcastable to [B, *S]
     n = area.clamp_min(1)
+    every = tuple(range(1, nd + 1))
     cov = torch.empty(b, nd, nd, dtype=torch.float64, device=masks.device)
     for i in range(nd):
         for j in range(i, nd):
-            cov[:, i, j] = cov[:, j, i] = (w * d[i] * d[j]).sum(tuple(range(1, nd + 1))) / n
+            # Σ fg·d_i·d_j from the foreground's profile over the axes i, j (a plane or a line)
+            others = tuple(1 + a for a in range(nd) if a not in (i, j))
+            profile = fg.sum(others, keepdim=True) if others else fg
+            cov[:, i, j] = cov[:, j, i] = (profile * d[i] * d[j]).sum(every) / n
     cov = cov + 1e-3 * torch.eye(nd, dtype=cov.dtype, device=cov.device)  # one-voxel-thin shapes
     inv = torch.linalg.inv(cov)
-    m2 = sum(
-        inv[:, i, j].view((b,) + (1,) * nd) * d[i] * d[j] for i in range(nd) for j in range(nd)
-    )
-    keep = (m2 <= (4.0 if nd == 2 else 5.0)) & (area.view((b,) + (1,) * nd) > 0)
+    # (x − μ)ᵀ Σ⁻¹ (x − μ) as a sum of per-axis and per-plane terms: full size only when added
+    per_sample = (b,) + (1,) * nd
+    terms = [inv[:, i, i].view(per_sample) * d[i] * d[i] for i in range(nd)]
+    terms += [
+        (2 * inv[:, i, j]).view(per_sample) * d[i] * d[j]
+        for i in range(nd)
+        for j in range(i + 1, nd)
+    ]
+    m2 = terms[0]
+    for t in terms[1:]:
+        m2 = m2 + t
+    keep = (m2 <= (4.0 if nd == 2 else 5.0)) & (area.view(per_sample) > 0)
     return keep.view(masks.shape).to(masks.dtype)
 
 

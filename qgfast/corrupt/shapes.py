@@ -40,11 +40,32 @@ def gaussian_blob(masks: torch.Tensor, spread: float = 1.0) -> torch.Tensor:
         (d / scale[:, a].view(per_sample)) ** 2 for a, d in enumerate(centred_axes(masks, mean))
     )
     field = torch.exp(-0.5 * z).view(masks.shape[0], -1)  # [B, N]
-    order = field.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    keep = rank < area.to(torch.int64)[:, None]
-    return keep.view(masks.shape).to(masks.dtype)
+    return largest(field, area.to(torch.int64)).view(masks.shape).to(masks.dtype)
+
+
+def largest(values: torch.Tensor, count: torch.Tensor, select: bool | None = None) -> torch.Tensor:
+    """[B, N] bool: per row the ``count[b]`` largest values, ties at the cut going to the
+    lower indices (what a stable descending sort would keep). The cut is the count-th
+    largest value: found by selection row by row on the CPU (``select``; O(N) per row), by
+    one sort of the values elsewhere (no host round trip per row)."""
+    n = values.shape[1]
+    k = count.clamp(0, n)[:, None]
+    if select is None:
+        select = values.device.type == "cpu"
+    if select:
+        cuts = [
+            torch.kthvalue(row, n - int(kb) + 1).values if kb > 0 else row.new_tensor(math.inf)
+            for row, kb in zip(values, k[:, 0].tolist(), strict=True)
+        ]
+        cut = torch.stack(cuts)[:, None] if cuts else values.new_empty(0, 1)
+    else:
+        ordered = values.sort(dim=1, descending=True).values
+        cut = ordered.gather(1, (k - 1).clamp_min(0))
+        cut = torch.where(k > 0, cut, math.inf)
+    above = values > cut
+    tie = values == cut
+    room = k - above.sum(1, keepdim=True)  # how many of the tied values still fit
+    return above | (tie & (tie.cumsum(1) <= room))
 
 
 def circular_blob(masks: torch.Tensor) -> torch.Tensor:

@@ -93,3 +93,23 @@ def test_convex_hull_equals_qhull_half_planes(seed) -> None:
         hull = spatial.ConvexHull(np.argwhere(masks[b, 0].numpy()).astype(np.float64))
         inside = (centres @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9).all(1)
         np.testing.assert_array_equal(out[b, 0].numpy().reshape(-1).astype(bool), inside)
+
+
+@pytest.mark.parametrize("spatial", [(25, 21), (11, 10, 9)])
+def test_fitted_ellipse_equals_the_covariance_computed_from_the_points(spatial) -> None:
+    """Pixels with (x − μ)ᵀ (Σ + 10⁻³ I)⁻¹ (x − μ) ≤ 4 (2D) or 5 (3D), Σ the points'
+    covariance (numpy, population normalisation); pixels within 1e-9 of the cut skipped."""
+    g = torch.Generator().manual_seed(8)
+    masks = (torch.rand(2, 1, *spatial, generator=g) < 0.25).to(torch.uint8)
+    out = approx.fitted_ellipse(masks)
+    nd = len(spatial)
+    grid = np.indices(spatial).reshape(nd, -1).T.astype(np.float64)
+    for b in range(2):
+        pts = np.argwhere(masks[b, 0].numpy()).astype(np.float64)
+        cov = np.cov(pts.T, bias=True) + 1e-3 * np.eye(nd)
+        d = grid - pts.mean(0)
+        m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+        cut = 4.0 if nd == 2 else 5.0
+        decided = np.abs(m2 - cut) > 1e-9
+        got = out[b, 0].numpy().reshape(-1).astype(bool)
+        np.testing.assert_array_equal(got[decided], (m2 <= cut)[decided])

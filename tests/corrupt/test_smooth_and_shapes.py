@@ -81,3 +81,16 @@ def test_gaussian_blob_keeps_area_and_spread_widens_it() -> None:
     wider = shapes.gaussian_blob(m, spread=1.2)
     assert wider.sum() == out.sum()
     assert math.isclose(float(shapes.gaussian_blob(torch.zeros_like(m)).sum()), 0.0)
+
+
+@pytest.mark.parametrize("select", [True, False])  # the CPU's selection, the GPU's sort
+def test_largest_keeps_what_a_stable_descending_sort_keeps(select) -> None:
+    g = torch.Generator().manual_seed(6)
+    values = torch.randint(0, 9, (5, 41), generator=g).double()  # many ties
+    count = torch.tensor([0, 1, 17, 40, 41])
+    got = shapes.largest(values, count, select=select)
+    order = values.argsort(dim=1, descending=True, stable=True)
+    want = torch.zeros_like(got)
+    for b in range(5):
+        want[b, order[b, : count[b]]] = True
+    assert torch.equal(got, want)
