@@ -15,11 +15,11 @@ import torch
 CPU_BLOCK = 1 << 16
 
 
-def blocks(length: int, per_index: int, device: torch.device) -> Iterator[slice]:
+def blocks(length: int, per_index: int, device: torch.device | str) -> Iterator[slice]:
     """Slices covering an axis of ``length`` whose blocks hold about ``CPU_BLOCK`` values
     when each index along the axis stands for ``per_index`` values (one slice off the CPU or
     when the whole axis is small)."""
-    if device.type != "cpu" or length * per_index <= 2 * CPU_BLOCK:
+    if torch.device(device).type != "cpu" or length * per_index <= 2 * CPU_BLOCK:
         yield slice(0, length)
         return
     step = max(1, CPU_BLOCK // max(per_index, 1))

@@ -17,6 +17,7 @@ import math
 import torch
 
 from qgfast.corrupt import rng
+from qgfast.corrupt.blocking import blocks
 from qgfast.corrupt.geometry import axis_coords, axis_view, gather_nearest
 from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.smooth import gaussian_filter
@@ -27,11 +28,15 @@ def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) ->
     uniforms giving two (R cos θ and R sin θ)."""
     ids = rng.sample_ids(b, device)
     pairs = (count + 1) // 2
-    c = torch.arange(pairs, device=device)[None, :]
-    u1 = rng.uniform(seed, ids, stream, 2 * c).clamp_min_(2.0**-32).to(torch.float32)
-    theta = rng.uniform(seed, ids, stream, 2 * c + 1).to(torch.float32).mul_(2 * math.pi)
-    radius = u1.log_().mul_(-2).sqrt_()
-    return torch.cat([radius * theta.cos(), radius * theta.sin_()], 1)[:, :count]
+    out = torch.empty(b, 2 * pairs, dtype=torch.float32, device=device)
+    for part in blocks(pairs, b, device):  # block by block: the transforms run in the cache
+        c = torch.arange(part.start, part.stop, device=device)[None, :]
+        u1 = rng.uniform(seed, ids, stream, 2 * c).clamp_min_(2.0**-32).to(torch.float32)
+        theta = rng.uniform(seed, ids, stream, 2 * c + 1).to(torch.float32).mul_(2 * math.pi)
+        radius = u1.log_().mul_(-2).sqrt_()
+        torch.mul(radius, theta.cos(), out=out[:, part])
+        torch.mul(radius, theta.sin_(), out=out[:, pairs + part.start : pairs + part.stop])
+    return out[:, :count]
 
 
 def elastic_displacement(

@@ -102,3 +102,9 @@ def test_elastic_is_the_smoothed_noise_then_a_nearest_remap(spatial, block, monk
     expected, decided = _nearest_oracle(masks[:, 0].numpy(), src)
     assert decided.mean() > 0.99
     np.testing.assert_array_equal(out[decided], expected[decided])
+
+
+def test_normals_drawn_block_by_block_equal_the_whole_draw(monkeypatch) -> None:
+    whole = warp._normal(2, 3, rng.STREAM_ELASTIC, 1001, torch.device("cpu"))
+    monkeypatch.setattr(blocking, "CPU_BLOCK", 16)
+    assert torch.equal(warp._normal(2, 3, rng.STREAM_ELASTIC, 1001, torch.device("cpu")), whole)
