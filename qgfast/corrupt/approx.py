@@ -46,9 +46,7 @@ def fitted_ellipse(masks: torch.Tensor) -> torch.Tensor:
         for i in range(nd)
         for j in range(i + 1, nd)
     ]
-    m2 = terms[0]
-    for t in terms[1:]:
-        m2 = m2 + t
+    m2 = sum(terms[1:], terms[0])
     keep = (m2 <= (4.0 if nd == 2 else 5.0)) & (area.view(per_sample) > 0)
     return keep.view(masks.shape).to(masks.dtype)
 

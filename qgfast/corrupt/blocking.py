@@ -30,4 +30,4 @@ def blocks(length: int, per_index: int, device: torch.device | str) -> Iterator[
 def take(t: torch.Tensor, dim: int, part: slice) -> torch.Tensor:
     """The block ``part`` of a broadcastable tensor along ``dim`` (itself where it
     broadcasts along that axis)."""
-    return t if t.shape[dim] == 1 else t[(slice(None),) * (dim % t.dim()) + (part,)]
+    return t if t.shape[dim] == 1 else t.narrow(dim, part.start, part.stop - part.start)

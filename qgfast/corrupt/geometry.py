@@ -53,7 +53,8 @@ def axis_moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
         x = torch.arange(size, device=masks.device, dtype=torch.float64)
         first.append(profile @ x)
         second.append(profile @ (x * x))
-    return profile.sum(1), torch.stack(first, 1), torch.stack(second, 1)
+    count = profile.sum(1)  # every axis's profile sums to the count; the last one will do
+    return count, torch.stack(first, 1), torch.stack(second, 1)
 
 
 def centroid(masks: torch.Tensor) -> torch.Tensor:
@@ -78,10 +79,7 @@ def gather_nearest(masks: torch.Tensor, coords: Sequence[Sequence[torch.Tensor]]
         stride = 1
         for a in reversed(range(len(spatial))):
             terms = [take(t, 1, part) for t in coords[a]]
-            src = terms[0]
-            for t in terms[1:]:
-                src = src + t
-            idx = torch.round(src)
+            idx = torch.round(sum(terms[1:], terms[0]))
             valid = (idx >= 0) & (idx <= spatial[a] - 1) & valid
             linear = idx.clamp_(0, spatial[a] - 1).to(torch.int64).mul_(stride) + linear
             stride *= spatial[a]

@@ -70,12 +70,10 @@ def _hashed(
     """finish(hash) over the broadcast of ``sample`` and ``counter``."""
     key, c = _key(seed, sample, stream), counter.to(torch.int64)
     shape = torch.broadcast_shapes(key.shape, c.shape)
-    if len(shape) == 0:
+    parts = list(blocks(shape[-1], math.prod(shape[:-1]), c.device)) if shape else []
+    if len(parts) <= 1:
         return finish(_mix(key, c))
-    parts = list(blocks(shape[-1], math.prod(shape[:-1]), c.device))
-    if len(parts) == 1:
-        return finish(_mix(key, c))
-    out = torch.empty(shape, dtype=dtype)
+    out = torch.empty(shape, dtype=dtype, device=c.device)
     for part in parts:  # a volume's worth of draws, block by block in the cache
         out[..., part] = finish(_mix(take(key, -1, part), take(c, -1, part)))
     return out

@@ -45,13 +45,17 @@ def gaussian_filter(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Te
     default), the kernel normalised to sum 1."""
     w = _taps(kernel_size, sigma, x.dtype, x.device)
     shape = x.shape
+    matrices: dict[int, torch.Tensor] = {}  # by axis length: a square image builds one
     for axis in range(2, x.dim()):
         size = shape[axis]
         if size > MATRIX_MAX:
             x = _filter_last_axis(x.movedim(axis, -1).contiguous(), w).movedim(-1, axis)
             continue
         # the filter with its borders is linear in the row: row @ (filter of the identity)
-        matrix = _filter_last_axis(torch.eye(size, dtype=x.dtype, device=x.device), w)
+        if size not in matrices:
+            eye = torch.eye(size, dtype=x.dtype, device=x.device)
+            matrices[size] = _filter_last_axis(eye, w)
+        matrix = matrices[size]
         pre, post = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
         if post == 1:
             x = (x.reshape(pre, size) @ matrix).view(shape)

@@ -198,7 +198,7 @@ class VQMGenerator:
         per_copy = (-1,) + (1,) * (nd + 1)
         if num_classes is None:
             target_class = None  # binary: the copy is the class
-            work = rep if rep.dtype == torch.uint8 else rep.to(torch.uint8)
+            work = rep.to(torch.uint8)  # rep itself when already uint8
         else:
             u = rng.uniform(
                 seed,
@@ -227,7 +227,7 @@ class VQMGenerator:
                         assert op is not None
                         work[idx] = (op.fn(work[idx], step_seed, scale) != 0).to(torch.uint8)
         if target_class is None:
-            out = work if work.dtype == gt.dtype else work.to(gt.dtype)
+            out = work.to(gt.dtype)
         else:  # put each corrupted class back into its map: old voxels cleared, new ones set
             out = torch.where(work.bool(), target_class, torch.where(rep == target_class, 0, rep))
         for idx, maps in whole:  # a whole-map copy takes no other op (one-op categories)

@@ -25,7 +25,7 @@ def paint_blobs(
     b, spatial = x.shape[0], x.shape[2:]
     nd = len(spatial)
     present = axes[..., 0] >= 0  # [B, n]
-    if centres.shape[1] == 0 or not bool(present.any()):
+    if not bool(present.any()):  # also no blob slot at all
         return out
     reach = int(axes.max())
     side = torch.arange(-reach, reach + 1, device=x.device)
@@ -33,13 +33,8 @@ def paint_blobs(
     r = axes.to(torch.int64).clamp_min(0)  # [B, n, nd]
     q = (r * r).clamp_min(1)
     whole = q.prod(-1, keepdim=True)  # [B, n, 1]
-    lhs = torch.zeros(1, dtype=torch.int64, device=x.device)
-    for a in range(nd):
-        others = torch.ones_like(q[..., 0])
-        for c in range(nd):
-            if c != a:
-                others = others * q[..., c]
-        lhs = lhs + offsets[:, a] ** 2 * others[..., None]  # [B, n, W]
+    # Σ_a d_a² · Π_{b≠a} q_b, the product of the others exactly whole / q_a
+    lhs = sum(offsets[:, a] ** 2 * (whole // q[..., a : a + 1]) for a in range(nd))  # [B, n, W]
     in_box = (offsets.abs() <= r[:, :, None, :]).all(-1)
     inside = (lhs <= whole) & in_box & present[..., None]
     pos = centres.to(torch.int64)[:, :, None, :] + offsets  # [B, n, W, nd]

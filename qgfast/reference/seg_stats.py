@@ -185,8 +185,8 @@ def seg_stats(
         log_s = torch.log_softmax(x.flatten(2).to(dtype), dim=1)
         if spec.target == "labels":
             labels = target.flatten(1).long()
-            if spec.repeats > 1:
-                labels = labels.repeat_interleave(spec.repeats, dim=0)
+            if k > 1:
+                labels = labels.repeat_interleave(k, dim=0)
             w = torch.ones_like(m1) if class_weight is None else class_weight.to(dtype)[labels]
             nll = -log_s.gather(1, labels.unsqueeze(1))[:, 0]
             ce_sum, ce_norm = (m1 * w * nll).sum(-1), (m1 * w).sum(-1)

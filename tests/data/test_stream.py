@@ -98,31 +98,26 @@ def test_batches_equal_the_numpy_reference(cases, patch, square, seed, plane, fg
     if square:  # rot90 needs a square plane
         patch = list(patch)
         patch[plane[1]] = patch[plane[0]]
-    stream = VolumeStream(
-        cases,
-        patch,
-        labeled_batch_size=3,
-        samples_per_volume=2,
-        foreground_prob=fg,
-        rot90_plane=plane,
-        noise_std=0.0,
-        intensity_prob=0.7,
-        seed=seed,
+    _assert_batches_equal_the_reference(
+        cases, patch, tol=1e-5, foreground_prob=fg, rot90_plane=plane, intensity_prob=0.7, seed=seed
     )
-    _assert_batches_equal_the_reference(stream, cases, patch, plane, tol=1e-5)
 
 
-def _assert_batches_equal_the_reference(stream, cases, patch, plane, rotation_plane=(0, 1), *, tol):
-    """Every sample of an epoch (batches of 3) against `_reference_sample` of its draws:
-    labels exactly, images within `tol`."""
+def _assert_batches_equal_the_reference(cases, patch, *, tol, **kw):
+    """Every sample of an epoch of ``VolumeStream(cases, patch, **kw)`` (batches of 3, two
+    samples per volume, no noise) against `_reference_sample` of its draws: labels exactly,
+    images within `tol`."""
+    stream = VolumeStream(
+        cases, patch, labeled_batch_size=3, samples_per_volume=2, noise_std=0.0, **kw
+    )
+    planes = (kw.get("rot90_plane", (0, 1)), kw.get("rotation_plane", (0, 1)))
     refs = {}
     for batch in stream:
         for j in range(3):
             case = int(batch["case"][j])
             if case not in refs:
                 refs[case] = _reference_volume(cases[case])
-            args = (*refs[case], batch, j, patch, plane, rotation_plane)
-            want_i, want_l = _reference_sample(*args)
+            want_i, want_l = _reference_sample(*refs[case], batch, j, patch, *planes)
             np.testing.assert_array_equal(batch["label"][j].numpy(), want_l)
             np.testing.assert_allclose(batch["image"][j].numpy(), want_i, rtol=tol, atol=tol)
 
@@ -139,21 +134,18 @@ def test_rotation_equals_scipy_affine_transform(cases, patch, seed, rotation_pla
     only outside the volume), then flips and rot90, with the intensity draws on top; half
     the samples unrotated (rotation_prob)."""
     patch = (patch[0], patch[0], patch[2])  # rot90 in (0, 1) needs a square plane
-    stream = VolumeStream(
+    _assert_batches_equal_the_reference(
         cases,
         patch,
-        labeled_batch_size=3,
-        samples_per_volume=2,
+        tol=1e-4,
         foreground_prob=fg,
         rot90_plane=(0, 1),
         rotation=(-180, 180),
         rotation_prob=0.5,
         rotation_plane=rotation_plane,
-        noise_std=0.0,
         intensity_prob=0.5,
         seed=seed,
     )
-    _assert_batches_equal_the_reference(stream, cases, patch, (0, 1), rotation_plane, tol=1e-4)
 
 
 def test_rotation_draws_follow_the_range_and_probability(cases):
