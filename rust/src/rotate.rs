@@ -22,6 +22,10 @@ pub struct Window {
     centre: [f64; 2],
     cos: f64,
     sin: f64,
+    /// the output's orientation in the plane: output offsets (x, y) from the patch centre
+    /// read the rotation at (u, v) = turn · (x, y), a signed permutation (identity unless
+    /// `oriented`)
+    turn: [[f64; 2]; 2],
     /// element strides along (a, b, third axis) of the patch and of the window
     patch_strides: [usize; 3],
     strides: [usize; 3],
@@ -61,9 +65,38 @@ impl Window {
             centre: [ma as f64 + half[0], mb as f64 + half[1]],
             cos,
             sin,
+            turn: [[1.0, 0.0], [0.0, 1.0]],
             patch_strides: strides(p),
             strides: strides(shape),
         }
+    }
+
+    /// The same window writing its patch quarter-turned `rot90` times and mirrored along
+    /// the plane's axes, so that out = flip(rot90(rotated)) the way `stream::permute`
+    /// rearranges a crop (rot90 needs a square plane). Each output voxel reads what the
+    /// rearranged one would: its offsets are exactly ± the other's, so the sums are the same
+    /// bit for bit.
+    pub fn oriented(mut self, rot90: u8, flip: [bool; 2]) -> Window {
+        let (x, y) = ([1.0, 0.0], [0.0, 1.0]);
+        let neg = |[p, q]: [f64; 2]| [-p, -q];
+        // rows of `turn`: what u and v are made of; `permute`'s source(): a quarter turn
+        // reads (q_a, q_b) = (o_b, n − 1 − o_a), i.e. (u, v) = (y, −x)
+        let mut turn = match rot90 % 4 {
+            1 => [y, neg(x)],
+            2 => [neg(x), neg(y)],
+            3 => [neg(y), x],
+            _ => [x, y],
+        };
+        if rot90 % 2 == 1 {
+            assert_eq!(self.half[0], self.half[1], "rot90 needs a square plane");
+        }
+        for (row, &f) in turn.iter_mut().zip(&flip) {
+            if f {
+                *row = neg(*row);
+            }
+        }
+        self.turn = turn;
+        self
     }
 
     /// Voxels in the largest window any angle needs for patch `p` in `plane` (a bound).
@@ -155,21 +188,11 @@ impl Window {
         assert!(row.linear.iter().all(|&c| (c as usize) + reach < len));
         assert!(row.nearest.iter().all(|&c| (c as usize) + last_step < len));
         if depth == 1 && os[1] == 1 {
-            // 2D rows (the plane is (0, 1) of a [H, W, 1] patch): per position, its reads
-            // once for every channel
+            // 2D rows (the plane is (0, 1) of a [H, W, 1] patch): channel by channel, a
+            // contiguous output row from the row's reads
             let start = i * os[0];
-            for j in 0..m {
-                let (cell, w) = (row.linear[j] as usize, row.weights(j));
-                for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
-                    // SAFETY: cell + corners[c] <= cell + reach < len = win.len() (above).
-                    let v = unsafe {
-                        w[0] * *win.get_unchecked(cell)
-                            + w[1] * *win.get_unchecked(cell + corners[1])
-                            + w[2] * *win.get_unchecked(cell + corners[2])
-                            + w[3] * *win.get_unchecked(cell + corners[3])
-                    };
-                    out[start + j] = v;
-                }
+            for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
+                plane_row(win, &mut out[start..start + m], row, corners);
             }
         } else {
             for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
@@ -191,6 +214,15 @@ impl Window {
             }
         }
         if let Some((win, lab)) = label {
+            if depth == 1 && os[1] == 1 {
+                let start = i * os[0];
+                let out = &mut lab[start..start + m];
+                for (o, &c) in out.iter_mut().zip(&row.nearest[..m]) {
+                    // SAFETY: c + last_step < len = win.len() for every nearest read (above)
+                    *o = unsafe { *win.get_unchecked(c as usize) };
+                }
+                return;
+            }
             for j in 0..m {
                 let dst = i * os[0] + j * os[1];
                 for k in 0..depth {
@@ -236,17 +268,27 @@ impl Window {
             }
         };
         // window indices fit u32 (`rotate` asserts the window size; `max_window` bounds it
-        // at configuration)
-        let index = |x: f64, y: f64| x as u32 * ws[0] as u32 + y as u32 * ws[1] as u32;
+        // at configuration).
+        // SAFETY (both conversions): x and y are clamped to [0, last] above, finite, and below
+        // 2^31 (each plane side is at least 3, margins included, so none reaches 2^32 / 3).
+        // Unchecked, a conversion is one instruction a vector (a checked `as` adds
+        // saturation logic, and one to u32 the emulation AVX2 needs for unsigned).
+        let index = |x: f64, y: f64| unsafe {
+            (x.to_int_unchecked::<i32>() as u32) * ws[0] as u32
+                + (y.to_int_unchecked::<i32>() as u32) * ws[1] as u32
+        };
         let m = self.patch[b];
         row.linear.resize(m, 0);
         row.nearest.resize(m, 0);
         row.weights.iter_mut().for_each(|w| w.resize(m, 0.0));
-        let u = i as f64 - self.half[0];
+        let x = i as f64 - self.half[0];
+        let [tu, tv] = self.turn;
         let (linear, nearest) = (&mut row.linear[..m], &mut row.nearest[..m]);
         let [w0, w1, w2, w3] = row.weights.each_mut().map(|w| &mut w[..m]);
         for j in 0..m {
-            let (sa, sb) = self.source(u, j as f64 - self.half[1]);
+            let y = j as f64 - self.half[1];
+            // ± x or ± y plus a zero: exact
+            let (sa, sb) = self.source(tu[0] * x + tu[1] * y, tv[0] * x + tv[1] * y);
             let (ca, cb) = (
                 clamp(sa.floor(), last[0] - 1.0),
                 clamp(sb.floor(), last[1] - 1.0),
@@ -264,6 +306,37 @@ impl Window {
             w3[j] = ta * tb;
         }
     }
+}
+
+/// One 2D output row of one channel: out[j] = Σ_c w_c[j] · win[linear[j] + corners[c]].
+/// Compiled for AVX2 where the CPU has it (the loop then gathers eight positions a step).
+fn plane_row(win: &[f32], out: &mut [f32], row: &Row, corners: [usize; 4]) {
+    #[inline(always)]
+    fn body(win: &[f32], out: &mut [f32], row: &Row, corners: [usize; 4]) {
+        let m = out.len();
+        let (linear, [w0, w1, w2, w3]) =
+            (&row.linear[..m], row.weights.each_ref().map(|w| &w[..m]));
+        for j in 0..m {
+            let cell = linear[j] as usize;
+            // SAFETY: `apply` checked cell + corners[3] < win.len() for every read of the row
+            out[j] = unsafe {
+                w0[j] * *win.get_unchecked(cell)
+                    + w1[j] * *win.get_unchecked(cell + corners[1])
+                    + w2[j] * *win.get_unchecked(cell + corners[2])
+                    + w3[j] * *win.get_unchecked(cell + corners[3])
+            };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2(win: &[f32], out: &mut [f32], row: &Row, corners: [usize; 4]) {
+            body(win, out, row, corners)
+        }
+        // SAFETY: the CPU was just checked for AVX2.
+        return unsafe { avx2(win, out, row, corners) };
+    }
+    body(win, out, row, corners)
 }
 
 /// One plane row's reads per position j along b: the window index of the bilinear cell's
@@ -400,6 +473,68 @@ mod tests {
                         (got - want).abs() < 1e-2,
                         "{p:?} {plane:?} {degrees}: {got} {want}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn oriented_equals_rotating_then_turning_and_mirroring() {
+        // out[o] = rotated[q(o)], q: a quarter turn k times in the plane, (q_a, q_b) =
+        // (o_b, n − 1 − o_a) each, then the mirror of each flipped plane axis; bit for bit
+        for (p, plane) in [
+            ([7, 7, 3], (0, 1)),
+            ([6, 6, 1], (0, 1)),
+            ([4, 5, 5], (1, 2)),
+        ] {
+            let (a, b) = plane;
+            let n = p[a];
+            let w = Window::new([-1, 2, 0], p, plane, 23.0);
+            let win: Vec<f32> = (0..2 * w.len())
+                .map(|i| ((i * 7919) % 1009) as f32)
+                .collect();
+            let labels: Vec<u8> = (0..w.len()).map(|i| (i * 31 % 251) as u8).collect();
+            let len: usize = p.iter().product();
+            let mut rotated = vec![f32::NAN; 2 * len];
+            let mut rotated_labels = vec![0u8; len];
+            let mut row = Row::default();
+            w.rotate(
+                &win,
+                &mut rotated,
+                Some((&labels, &mut rotated_labels)),
+                &mut row,
+            );
+            for k in 0..4u8 {
+                for flip in [[false, false], [true, false], [false, true], [true, true]] {
+                    let turned = Window::new([-1, 2, 0], p, plane, 23.0).oriented(k, flip);
+                    let mut out = vec![f32::NAN; 2 * len];
+                    let mut out_labels = vec![0u8; len];
+                    turned.rotate(&win, &mut out, Some((&labels, &mut out_labels)), &mut row);
+                    for x in 0..p[0] {
+                        for y in 0..p[1] {
+                            for z in 0..p[2] {
+                                let o = [x, y, z];
+                                let mut q = o;
+                                for _ in 0..k {
+                                    (q[a], q[b]) = (q[b], n - 1 - q[a]);
+                                }
+                                for (d, f) in [(a, flip[0]), (b, flip[1])] {
+                                    if f {
+                                        q[d] = p[d] - 1 - q[d];
+                                    }
+                                }
+                                let (dst, src) = (
+                                    (x * p[1] + y) * p[2] + z,
+                                    (q[0] * p[1] + q[1]) * p[2] + q[2],
+                                );
+                                for c in 0..2 {
+                                    let (got, want) = (out[c * len + dst], rotated[c * len + src]);
+                                    assert_eq!(got.to_bits(), want.to_bits(), "{p:?} {k} {flip:?}");
+                                }
+                                assert_eq!(out_labels[dst], rotated_labels[src]);
+                            }
+                        }
+                    }
                 }
             }
         }

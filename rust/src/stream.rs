@@ -509,7 +509,9 @@ fn render(
 /// The sample's geometry with an in-plane rotation: each channel (and the label) cropped to
 /// the rotation's window (zero outside the volume), rotated into a patch (`rotate`), then
 /// flipped/rot90'd like an unrotated crop (`plain`: no flip, no rot90): out =
-/// rot90(flip(rotate(volume))).
+/// rot90(flip(rotate(volume))). Flips and quarter turns within the rotation plane are
+/// folded into the rotation's reads (`Window::oriented`, the same values); only a flip
+/// along the third axis, or a quarter turn in another plane, takes a rearranging pass.
 fn rotated(
     cfg: &Config,
     vol: &Decoded,
@@ -521,7 +523,17 @@ fn rotated(
     use crate::buffer::grown;
     let p = cfg.patch;
     let n = p[0] * p[1] * p[2];
-    let win = rotate::Window::new(spec.origin, p, cfg.rotation_plane, spec.angle);
+    let (ra, rb) = cfg.rotation_plane;
+    let in_plane = !spec.flip[3 - ra - rb] && (spec.rot90 == 0 || plane == (ra, rb));
+    let win = rotate::Window::new(spec.origin, p, (ra, rb), spec.angle);
+    let (win, plain) = if in_plane && !plain {
+        (
+            win.oriented(spec.rot90, [spec.flip[ra], spec.flip[rb]]),
+            true,
+        )
+    } else {
+        (win, plain)
+    };
     rotate::SCRATCH.with(|scratch| {
         let s = &mut *scratch.borrow_mut();
         let len = win.len();
