@@ -8,8 +8,9 @@ off over the ``qgfast.data.convert`` uncompressed copies) and by a nibabel +
 NumPy loop, a torch DataLoader with 2 workers, MONAI (Dataset and CacheDataset, 2
 workers) and a TorchIO Queue (2 workers, 4 samples per volume); each provider runs in its
 own process (``benchmarks/loader_providers.py``) so its peak RSS is its own (workers:
-the largest worker's private memory × 2, sampled after warm-up and after the timed
-batches; a forked worker's own RSS misses the parent pages it has not touched).
+the largest worker's private memory × 2, sampled every 0.25 s through the warm-up
+batches and once after the timed ones; a forked worker's own RSS misses the parent pages
+it has not touched, and the parent's pages it shares are not its cost).
 2D batches: 32 images 512² JPEG + PNG masks → 224² with flips, brightness/contrast jitter
 and ImageNet normalisation (and again with a rotation by U(−20°, 20°) per image), by
 ImageStream (2 threads) vs PIL in a DataLoader (2 workers),

@@ -71,9 +71,9 @@ impl Window {
         }
     }
 
-    /// The same window writing its patch quarter-turned `rot90` times and mirrored along
-    /// the plane's axes, so that out = flip(rot90(rotated)) the way `stream::permute`
-    /// rearranges a crop (rot90 needs a square plane). Each output voxel reads what the
+    /// The same window writing its patch mirrored along the plane's axes and quarter-turned
+    /// `rot90` times, out = rot90(flip(rotated)), as `stream::permute` rearranges a crop
+    /// (rot90 needs a square plane). Each output voxel reads what the
     /// rearranged one would: its offsets are exactly ± the other's, so the sums are the same
     /// bit for bit.
     pub fn oriented(mut self, rot90: u8, flip: [bool; 2]) -> Window {
@@ -309,7 +309,8 @@ impl Window {
 }
 
 /// One 2D output row of one channel: out[j] = Σ_c w_c[j] · win[linear[j] + corners[c]].
-/// Compiled for AVX2 where the CPU has it (the loop then gathers eight positions a step).
+/// Compiled for AVX2 where the CPU has it: eight positions a vector (the loads assembled
+/// into vectors, the products and sums vectorised).
 fn plane_row(win: &[f32], out: &mut [f32], row: &Row, corners: [usize; 4]) {
     #[inline(always)]
     fn body(win: &[f32], out: &mut [f32], row: &Row, corners: [usize; 4]) {
