@@ -4,8 +4,8 @@ noise p = 0.15) built by qgfast's VolumeStream and by what users run today.
 
 Run one provider per process (``python -m benchmarks.loader_providers NAME DATA PATCH N``)
 so its memory is measured alone; it prints JSON: per-batch times, batches/s over the whole
-run (p50 alone would hide a queue's periodic refills) and peak RSS growth over the
-interpreter + torch baseline (workers are forks: their growth over the same baseline).
+run (p50 alone would hide a queue's periodic refills), peak RSS growth over the
+interpreter + torch baseline, and the largest DataLoader worker's private memory.
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def main() -> None:
     gc.collect()
     own = _status_mb("VmHWM")
     workers = 2 if name.endswith("2w") else 0
-    grow_self, grow_child = own - base, workers_mb if workers else 0.0
+    grow_self, grow_child = own - base, workers_mb  # no workers: no children, 0
     result = {
         "times_ms": times,
         "batches_per_s": n / (sum(times) / 1e3),

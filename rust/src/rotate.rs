@@ -73,9 +73,8 @@ impl Window {
 
     /// The same window writing its patch mirrored along the plane's axes and quarter-turned
     /// `rot90` times, out = rot90(flip(rotated)), as `stream::permute` rearranges a crop
-    /// (rot90 needs a square plane). Each output voxel reads what the
-    /// rearranged one would: its offsets are exactly ± the other's, so the sums are the same
-    /// bit for bit.
+    /// (rot90 needs a square plane). Each output voxel reads what the rearranged one would:
+    /// its offsets are exactly ± the other's, so the sums are the same bit for bit.
     pub fn oriented(mut self, rot90: u8, flip: [bool; 2]) -> Window {
         let (x, y) = ([1.0, 0.0], [0.0, 1.0]);
         let neg = |[p, q]: [f64; 2]| [-p, -q];
@@ -187,9 +186,10 @@ impl Window {
         let reach = corners[3] + last_step;
         assert!(row.linear.iter().all(|&c| (c as usize) + reach < len));
         assert!(row.nearest.iter().all(|&c| (c as usize) + last_step < len));
-        if depth == 1 && os[1] == 1 {
-            // 2D rows (the plane is (0, 1) of a [H, W, 1] patch): channel by channel, a
-            // contiguous output row from the row's reads
+        // 2D rows: the plane is (0, 1) of a [H, W, 1] patch, so an output row is contiguous
+        let flat = depth == 1 && os[1] == 1;
+        if flat {
+            // channel by channel, the whole output row from the row's reads
             let start = i * os[0];
             for (win, out) in windows.chunks_exact(len).zip(out.chunks_exact_mut(n)) {
                 plane_row(win, &mut out[start..start + m], row, corners);
@@ -214,19 +214,19 @@ impl Window {
             }
         }
         if let Some((win, lab)) = label {
-            if depth == 1 && os[1] == 1 {
+            if flat {
                 let start = i * os[0];
                 let out = &mut lab[start..start + m];
                 for (o, &c) in out.iter_mut().zip(&row.nearest[..m]) {
                     // SAFETY: c + last_step < len = win.len() for every nearest read (above)
                     *o = unsafe { *win.get_unchecked(c as usize) };
                 }
-                return;
-            }
-            for j in 0..m {
-                let dst = i * os[0] + j * os[1];
-                for k in 0..depth {
-                    lab[dst + k * os[2]] = win[row.nearest[j] as usize + k * ws[2]];
+            } else {
+                for j in 0..m {
+                    let dst = i * os[0] + j * os[1];
+                    for k in 0..depth {
+                        lab[dst + k * os[2]] = win[row.nearest[j] as usize + k * ws[2]];
+                    }
                 }
             }
         }
@@ -456,8 +456,8 @@ mod tests {
 
     #[test]
     fn rotation_equals_a_direct_bilinear_sum() {
-        // 2D rows (the per-position path) and 3D patches in every plane (the per-line
-        // path)
+        // 2D rows (the row-vector path, with a tail shorter than a vector) and 3D patches
+        // in every plane (the per-line path)
         let cases = [
             ([13, 29, 1], (0, 1)),
             ([9, 7, 5], (0, 1)),

@@ -526,11 +526,10 @@ fn rotated(
     let (ra, rb) = cfg.rotation_plane;
     let in_plane = !spec.flip[3 - ra - rb] && (spec.rot90 == 0 || plane == (ra, rb));
     let win = rotate::Window::new(spec.origin, p, (ra, rb), spec.angle);
-    let (win, plain) = if in_plane && !plain {
-        (
-            win.oriented(spec.rot90, [spec.flip[ra], spec.flip[rb]]),
-            true,
-        )
+    // (no flip and no quarter turn orient to the identity)
+    let (win, plain) = if in_plane {
+        let flips = [spec.flip[ra], spec.flip[rb]];
+        (win.oriented(spec.rot90, flips), true)
     } else {
         (win, plain)
     };
