@@ -3,7 +3,8 @@ whole VQM generator (masks/s and quality targets/s) against a per-sample NumPy/S
 generator in the authors' style (``benchmarks/authors_style_generator.py``).
 
 Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chord reference):
-- ``qgfast``: the dispatched op (Triton on CUDA; skipped on CPU, where it is the reference);
+- ``qgfast``: the dispatched op (Triton on CUDA; on CPU the bit-packed rows of
+  ``qgfast.corrupt.morphology_packed``);
 - ``reference``: qgfast's plain PyTorch chord decomposition (QGFAST_BACKEND=reference);
 - ``scipy``: scipy.ndimage binary_erosion/dilation with the same footprint, one sample at a
   time on one core (CPU only; what the authors' data-loader workers do);
@@ -69,11 +70,11 @@ def _conv_ball(masks: torch.Tensor, radius: int, erode: bool) -> torch.Tensor:
 
 
 def _providers(device: torch.device, shape: str) -> dict[str, Callable]:
-    out: dict[str, Callable] = {}
-    if device.type == "cuda":
-        out["qgfast"] = lambda m, r, erode: (corrupt.erode if erode else corrupt.dilate)(
+    out: dict[str, Callable] = {
+        "qgfast": lambda m, r, erode: (corrupt.erode if erode else corrupt.dilate)(
             m, r, shape=shape
         )
+    }
 
     def reference(m, r, erode):
         with use_backend("reference"):

@@ -8,15 +8,19 @@ x² + y² [+ z²] ≤ r²) or ``"cube"`` (side 2r + 1). Radius: an int, or a (B,
 of per-sample radii, 0 meaning identity.
 
 Backend (``qgfast.backend``): the Triton kernels (``qgfast.kernels.morphology``, one launch
-pair for the whole batch whatever the per-sample radii) for CUDA tensors, the PyTorch
-reference (the same chord decomposition, one call per distinct radius) elsewhere.
+pair for the whole batch whatever the per-sample radii) for CUDA tensors; for CPU tensors
+the same chord decomposition on bit-packed rows (``qgfast.corrupt.morphology_packed``, 64
+voxels a word, up to ``MAX_PLANES`` classes); the PyTorch reference (one call per distinct
+radius) elsewhere, for label maps with more classes, and whenever
+``QGFAST_BACKEND=reference`` is set.
 """
 
 from __future__ import annotations
 
 import torch
 
-from qgfast.backend import select_backend
+from qgfast.backend import forced_backend, select_backend
+from qgfast.corrupt import morphology_packed as packed
 from qgfast.reference import morphology as reference
 
 _SHAPES = ("ball", "cube")
@@ -74,12 +78,24 @@ def _apply(
 
         r = torch.tensor(radii, dtype=torch.int32, device=x.device)
         return morph(x, r, shape, erode).to(masks.dtype)
-    op = reference.erode if erode else reference.dilate
+    groups = sorted(set(radii))
+    if len(groups) == 1:
+        return _one_radius(x, groups[0], shape, erode).to(masks.dtype)
     out = torch.empty_like(x)
-    for r in sorted(set(radii)):  # one batched call per distinct radius
+    for r in groups:  # one batched call per distinct radius
         idx = torch.tensor([i for i, v in enumerate(radii) if v == r], device=x.device)
-        out[idx] = op(x[idx], r, shape)  # type: ignore[arg-type]
+        out[idx] = _one_radius(x[idx], r, shape, erode)
     return out.to(masks.dtype)
+
+
+def _one_radius(x: torch.Tensor, radius: int, shape: str, erode: bool) -> torch.Tensor:
+    """Off CUDA: the bit-packed path on CPU unless the reference is forced or x holds more
+    classes than it takes, else the reference."""
+    if x.device.type == "cpu" and forced_backend() is None:
+        result = (packed.erode if erode else packed.dilate)(x, radius, shape)  # type: ignore[arg-type]
+        if result is not None:
+            return result
+    return (reference.erode if erode else reference.dilate)(x, radius, shape)  # type: ignore[arg-type]
 
 
 def erode(masks: torch.Tensor, radius: int | torch.Tensor, *, shape: str = "ball") -> torch.Tensor:

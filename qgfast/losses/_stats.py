@@ -4,13 +4,19 @@
 (autograd through its ops) or the fused Triton sweeps wrapped in ``SegStatsFunction``,
 whose backward receives dL/dI, dL/dP, dL/dD, dL/dce_sum from the small (B, C) loss
 arithmetic and recomputes everything else from the saved logits.
+
+Two label maps on the CPU (hard Dice of label maps: ``dice_scores``' quality targets) are
+counted instead (``_count_labels``): exact integer counts per class from NumPy bool planes,
+no one-hot and no float copy, the same statistics as the reference's sums of 0/1 values.
+``QGFAST_BACKEND=reference`` forces the reference's float sums.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from qgfast.backend import select_backend
+from qgfast.backend import forced_backend, select_backend
 from qgfast.reference import seg_stats as reference
 from qgfast.reference.seg_stats import Stats, StatsSpec
 
@@ -64,6 +70,8 @@ def seg_stats(
     tensors = [t for t in (x, target, mask, class_weight) if t is not None]
     backend = select_backend(*tensors)
     kernel_ok = spec.act == "labels" or x.dtype in _KERNEL_DTYPES
+    if backend == "reference" and _countable(x, spec, mask):
+        return _count_labels(x, target, spec)
     if backend == "reference" or not kernel_ok:
         # float64 stays on the reference: the kernel accumulates in float32.
         return reference.seg_stats(x, target.detach(), spec, mask, class_weight)
@@ -72,3 +80,42 @@ def seg_stats(
 
         return seg_stats_forward(x.detach(), target, spec, mask, class_weight)
     return Stats(*SegStatsFunction.apply(x, target.detach(), mask, class_weight, spec))
+
+
+def _countable(x: torch.Tensor, spec: StatsSpec, mask: torch.Tensor | None) -> bool:
+    """Label map against label map, unweighted, no cross-entropy, on the CPU, reference not
+    forced: every statistic is a count of equal labels."""
+    return (
+        spec.act == "labels"
+        and spec.target == "labels"
+        and spec.ce == "none"
+        and mask is None
+        and x.device.type == "cpu"
+        and forced_backend() is None
+    )
+
+
+def _count_labels(pred: torch.Tensor, target: torch.Tensor, spec: StatsSpec) -> Stats:
+    """I, P, G, D of label maps pred [B, 1, *S] and target [B / repeats, 1, *S] by counting
+    per class c (c = 1 alone when C = 1): I = |p = c ∧ t = c|, P = |p = c|, G = |t = c|,
+    D = P + G − 2I (for 0/1 planes squared and absolute values change nothing). One sample
+    at a time: NumPy counts a contiguous bool row at memory speed, where a batched sum over
+    the last axis is several times slower."""
+    b, k = pred.shape[0], spec.repeats
+    p = pred.detach().reshape(b, -1).numpy()
+    t = target.detach().reshape(b // k, -1).numpy()
+    classes = [1] if spec.num_classes == 1 else list(range(spec.num_classes))
+    counts = np.zeros((3, b, len(classes)), dtype=np.int64)  # I, P, G
+    both = np.empty(p.shape[1], dtype=bool)
+    for j, c in enumerate(classes):
+        p_c, t_c = p == c, t == c
+        for i in range(b):
+            np.logical_and(p_c[i], t_c[i // k], out=both)
+            counts[0, i, j] = np.count_nonzero(both)
+            counts[1, i, j] = np.count_nonzero(p_c[i])
+        for i in range(0, b, k):
+            counts[2, i : i + k, j] = np.count_nonzero(t_c[i // k])
+    inter, pred_n, target_n = torch.from_numpy(counts).to(torch.float32)
+    diff = pred_n + target_n - 2 * inter if spec.diff else torch.zeros_like(inter)
+    zero = torch.zeros(b, dtype=torch.float32)
+    return Stats(inter, pred_n, target_n, diff, zero, zero.clone())

@@ -1,5 +1,6 @@
 """Morphology equals scipy.ndimage exactly on the same footprint (skimage disk/ball or a
-cube), border value 0, 2D and 3D, radii 0..6, binary and multi-class, per-sample radii."""
+cube), border value 0, 2D and 3D, radii 0..6, binary and multi-class, per-sample radii;
+on CPU both the default bit-packed path and the forced PyTorch reference."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,17 @@ ndi = pytest.importorskip("scipy.ndimage")
 skm = pytest.importorskip("skimage.morphology")
 
 SHAPES = {2: (3, 1, 23, 17), 3: (2, 1, 15, 13, 11)}
+
+
+@pytest.fixture(params=["packed", "reference"])
+def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """CPU tensors take the bit-packed path by default; QGFAST_BACKEND=reference forces
+    the chord reference. Both must equal scipy."""
+    if request.param == "reference":
+        monkeypatch.setenv("QGFAST_BACKEND", "reference")
+    else:
+        monkeypatch.delenv("QGFAST_BACKEND", raising=False)
+    return request.param
 
 
 def _skimage_footprint(radius: int, nd: int, shape: str) -> np.ndarray:
@@ -47,7 +59,7 @@ def test_chords_cover_the_ball_exactly() -> None:
 @pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("shape", ["ball", "cube"])
 @pytest.mark.parametrize("radius", range(7))
-def test_binary_ops_equal_scipy(nd, shape, radius) -> None:
+def test_binary_ops_equal_scipy(cpu_path, nd, shape, radius) -> None:
     masks = _random_masks(nd)
     fp = _skimage_footprint(radius, nd, shape)
     ops = {
@@ -67,7 +79,7 @@ def test_binary_ops_equal_scipy(nd, shape, radius) -> None:
 
 @pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("radius", [1, 2, 4])
-def test_multiclass_shrinks_and_grows_without_one_hot(nd, radius) -> None:
+def test_multiclass_shrinks_and_grows_without_one_hot(cpu_path, nd, radius) -> None:
     noise = torch.rand(SHAPES[nd])
     labels = torch.bucketize(noise, torch.tensor([0.4, 0.6, 0.8])).to(torch.uint8)
     labels = torch.where(_random_masks(nd, 0.5).bool(), labels, torch.zeros_like(labels))
@@ -85,7 +97,7 @@ def test_multiclass_shrinks_and_grows_without_one_hot(nd, radius) -> None:
         assert np.array_equal(dilated[b, 0].numpy(), want_d)
 
 
-def test_per_sample_radii_and_zero_is_identity() -> None:
+def test_per_sample_radii_and_zero_is_identity(cpu_path) -> None:
     masks = _random_masks(3)
     radii = torch.tensor([0, 3])
     got = corrupt.dilate(masks, radii)
@@ -159,9 +171,12 @@ def test_triton_equals_reference_on_gpu_at_benchmark_shape(monkeypatch, shape) -
         assert torch.equal(got, want), op.__name__
 
 
-@pytest.mark.parametrize("backend_name", ["reference", "triton"])
+@pytest.mark.parametrize("backend_name", ["packed", "reference", "triton"])
 def test_tiny_volumes_and_radius_equal_to_the_volume(monkeypatch, backend_name) -> None:
-    monkeypatch.setenv("QGFAST_BACKEND", backend_name)
+    if backend_name == "packed":  # the CPU default
+        monkeypatch.delenv("QGFAST_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("QGFAST_BACKEND", backend_name)
     one = torch.ones(2, 1, 1, 1, 1, dtype=torch.uint8)
     assert torch.equal(corrupt.dilate(one, 1), one)
     assert torch.count_nonzero(corrupt.erode(one, 1)) == 0  # the 0 border erodes everything
