@@ -2,7 +2,8 @@
 dice_scores, forward and forward+backward, time and loss-attributable peak memory.
 
 Providers (ratios in RESULTS.md are against ``reference``, the eager PyTorch reference):
-- ``qgfast``: the dispatched op (Triton on CUDA; skipped on CPU, where it is the reference);
+- ``qgfast``: the dispatched op (Triton on CUDA; on CPU the losses are the reference and
+  are skipped, while ``dice_scores`` of label maps counts them, ``qgfast.losses._stats``);
 - ``reference``: qgfast's plain PyTorch reference (QGFAST_BACKEND=reference);
 - ``reference-compile``: ``torch.compile`` of the same reference, fp32/uint8 at the target
   shapes LA and BraTS-SSL only (compiling costs tens of seconds a shape); on by default on
@@ -15,7 +16,8 @@ Providers (ratios in RESULTS.md are against ``reference``, the eager PyTorch ref
 backward also reads them again and writes the gradient), so ``GB_per_s`` of any provider
 compares directly with ``bench_bandwidth``'s floor of the same run.
 
-    python -m benchmarks.bench_losses [--quick] [--compile | --no-compile] [--out ...]
+    python -m benchmarks.bench_losses [--quick] [--compile | --no-compile]
+        [--only dice_ce|dice_scores] [--out ...]
 """
 
 from __future__ import annotations
@@ -177,9 +179,7 @@ def bench_dice_scores(rec: Recorder, quick: bool) -> None:
         def scores(gt=gt, cand=cand, k=k):
             return losses.dice_scores(cand, gt, num_classes=1, repeats=k, validate=False)
 
-        providers = {"reference": with_backend(scores, "reference")}
-        if device.type == "cuda":
-            providers = {"qgfast": scores, **providers}
+        providers = {"qgfast": scores, "reference": with_backend(scores, "reference")}
         if compute_dice is not None:
 
             def monai_scores(gt=gt, cand=cand, k=k):
@@ -212,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="add torch.compile(reference) (default: on for CUDA, off for CPU)",
     )
     parser.add_argument("--shapes", nargs="*", help=f"subset of {list(SHAPES)}")
+    parser.add_argument(
+        "--only", choices=("dice_ce", "dice_scores"), help="one part (default: both)"
+    )
     args = parser.parse_args(argv)
     device = default_device()
     rec = Recorder(args.out, device)
@@ -220,8 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtypes = [torch.float32, torch.bfloat16] if gpu and not args.quick else [torch.float32]
     label_dtypes = [torch.uint8, torch.int64] if gpu and not args.quick else [torch.uint8]
     use_compile = gpu if args.compile is None else args.compile
-    bench_dice_ce(rec, shapes, dtypes, label_dtypes, use_compile, args.quick)
-    bench_dice_scores(rec, args.quick)
+    if args.only != "dice_scores":
+        bench_dice_ce(rec, shapes, dtypes, label_dtypes, use_compile, args.quick)
+    if args.only != "dice_ce":
+        bench_dice_scores(rec, args.quick)
     return 0
 
 

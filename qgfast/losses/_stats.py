@@ -99,22 +99,23 @@ def _count_labels(pred: torch.Tensor, target: torch.Tensor, spec: StatsSpec) -> 
     """I, P, G, D of label maps pred [B, 1, *S] and target [B / repeats, 1, *S] by counting
     per class c (c = 1 alone when C = 1): I = |p = c ∧ t = c|, P = |p = c|, G = |t = c|,
     D = P + G − 2I (for 0/1 planes squared and absolute values change nothing). One sample
-    at a time: NumPy counts a contiguous bool row at memory speed, where a batched sum over
-    the last axis is several times slower."""
+    at a time: NumPy counts a contiguous bool row at memory speed (a batched sum over the
+    last axis is several times slower), and no plane larger than one sample exists."""
     b, k = pred.shape[0], spec.repeats
     p = pred.detach().reshape(b, -1).numpy()
     t = target.detach().reshape(b // k, -1).numpy()
     classes = [1] if spec.num_classes == 1 else list(range(spec.num_classes))
     counts = np.zeros((3, b, len(classes)), dtype=np.int64)  # I, P, G
-    both = np.empty(p.shape[1], dtype=bool)
+    n = p.shape[1]
+    t_c, p_c, both = (np.empty(n, dtype=bool) for _ in range(3))  # one sample's planes
     for j, c in enumerate(classes):
-        p_c, t_c = p == c, t == c
-        for i in range(b):
-            np.logical_and(p_c[i], t_c[i // k], out=both)
-            counts[0, i, j] = np.count_nonzero(both)
-            counts[1, i, j] = np.count_nonzero(p_c[i])
-        for i in range(0, b, k):
-            counts[2, i : i + k, j] = np.count_nonzero(t_c[i // k])
+        for g in range(b // k):
+            np.equal(t[g], c, out=t_c)
+            counts[2, g * k : (g + 1) * k, j] = np.count_nonzero(t_c)
+            for i in range(g * k, (g + 1) * k):
+                np.equal(p[i], c, out=p_c)
+                counts[1, i, j] = np.count_nonzero(p_c)
+                counts[0, i, j] = np.count_nonzero(np.logical_and(p_c, t_c, out=both))
     inter, pred_n, target_n = torch.from_numpy(counts).to(torch.float32)
     diff = pred_n + target_n - 2 * inter if spec.diff else torch.zeros_like(inter)
     zero = torch.zeros(b, dtype=torch.float32)
