@@ -145,45 +145,43 @@ def _plane(x: torch.Tensor, label: int, binary: bool = False) -> np.ndarray:
     return (x[:, 0] == label).numpy()
 
 
-def _as_tensor(bits: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(bits).view(like.shape)
+def _filtered(
+    x: torch.Tensor, label: int, radius: int, shape: Footprint, erode: bool, binary: bool = False
+) -> torch.Tensor:
+    """The plane of ``label`` eroded or dilated: a uint8 0/1 tensor shaped like x."""
+    bits = filter_plane(_plane(x, label, binary), radius, shape, erode)
+    return torch.from_numpy(bits).view(x.shape)
 
 
 def erode(x: torch.Tensor, radius: int, shape: Footprint = "ball") -> torch.Tensor | None:
     """Erosion of a CPU label map x [B, 1, *S] by one radius; None when x holds more than
     ``MAX_PLANES`` classes (use the reference)."""
-    if radius == 0:
-        return x.clone()
-    labels = _classes(x)
-    if labels is None:
-        return None
-    if labels == [1]:  # binary: the eroded plane is the answer
-        return _as_tensor(filter_plane(_plane(x, 1, binary=True), radius, shape, erode=True), x).to(
-            x.dtype
-        )
-    out = torch.zeros_like(x)
-    for v in labels:
-        kept = _as_tensor(filter_plane(_plane(x, v), radius, shape, erode=True), x)
-        out.masked_fill_(kept.bool(), v)
-    return out
+    return _morph(x, radius, shape, erode=True)
 
 
 def dilate(x: torch.Tensor, radius: int, shape: Footprint = "ball") -> torch.Tensor | None:
     """Dilation of a CPU label map x [B, 1, *S] by one radius; None when x holds more than
     ``MAX_PLANES`` classes (use the reference)."""
+    return _morph(x, radius, shape, erode=False)
+
+
+def _morph(x: torch.Tensor, radius: int, shape: Footprint, erode: bool) -> torch.Tensor | None:
     if radius == 0:
         return x.clone()
     labels = _classes(x)
     if labels is None:
         return None
-    if labels == [1]:  # binary: the dilated plane is the answer (foreground lies inside it)
-        return _as_tensor(
-            filter_plane(_plane(x, 1, binary=True), radius, shape, erode=False), x
-        ).to(x.dtype)
-    grow = [v for v in labels if v > 0]  # a background voxel never takes a negative label
+    if labels == [1]:  # binary: the filtered plane is the answer (a dilation covers x)
+        return _filtered(x, 1, radius, shape, erode, binary=True).to(x.dtype)
+    if erode:
+        out = torch.zeros_like(x)
+        for v in labels:  # the classes' planes are disjoint
+            out.masked_fill_(_filtered(x, v, radius, shape, erode).bool(), v)
+        return out
     out = x.clone()
     background = x == 0
+    grow = [v for v in labels if v > 0]  # a background voxel never takes a negative label
     for v in grow:  # ascending: a larger label overwrites a smaller one on contested voxels
-        reached = _as_tensor(filter_plane(_plane(x, v), radius, shape, erode=False), x).bool()
+        reached = _filtered(x, v, radius, shape, erode).bool()
         out.masked_fill_(reached & background, v)
     return out
