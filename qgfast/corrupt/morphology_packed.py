@@ -166,7 +166,7 @@ def dilate(x: torch.Tensor, radius: int, shape: Footprint = "ball") -> torch.Ten
 
 
 def _morph(x: torch.Tensor, radius: int, shape: Footprint, erode: bool) -> torch.Tensor | None:
-    if radius == 0:
+    if radius == 0 or x.numel() == 0:  # nothing to filter (a zero-length axis included)
         return x.clone()
     labels = _classes(x)
     if labels is None:

@@ -88,3 +88,11 @@ def test_label_maps_equal_the_reference(name, shape) -> None:
             assert got is not None
             assert got.dtype == x.dtype
             assert torch.equal(got, ref(x, r, shape)), (name, r, ours.__name__)
+
+
+def test_a_zero_length_axis_gives_an_empty_map() -> None:
+    x = torch.zeros(2, 1, 0, 5, dtype=torch.uint8)
+    for op in (packed.erode, packed.dilate):
+        got = op(x, 1)
+        assert got is not None
+        assert got.shape == x.shape
