@@ -71,6 +71,11 @@ def _label_maps() -> dict[str, torch.Tensor]:
         "large labels": labels.to(torch.int32) * 2000,  # past the bincount range: unique
         "negative": labels.to(torch.int64) - 2 * (labels == 1).to(torch.int64),  # -1, 2, 3
         "non-contiguous": labels.transpose(2, 4).contiguous().transpose(2, 4),
+        "binary non-contiguous": (base > 0.5)
+        .to(torch.uint8)
+        .transpose(2, 4)
+        .contiguous()
+        .transpose(2, 4),
         "many": many,
     }
 
