@@ -59,5 +59,11 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Face-connected components of a uint8 array of any rank (nonzero = foreground):
     int64 labels (largest C-order voxel index + 1 per component, 0 background), count."""
 
+def counter_uniforms(
+    seed: int, stream: int, samples: np.ndarray, counters: np.ndarray
+) -> np.ndarray:
+    """float64 [len(samples), len(counters)]: ``qgfast.corrupt.rng.uniform`` of the int64
+    sample ids (a column) against the int64 counters (a row); ``seed`` is its low 32 bits."""
+
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""

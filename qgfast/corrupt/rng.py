@@ -7,6 +7,11 @@ The hash is murmur3's 32-bit finaliser applied to a mix of the four keys, comput
 tensors holding 32-bit values (products are masked back to 32 bits, so the low bits are
 exact whatever the platform does on overflow). 32 bits of entropy per draw is ample for
 choosing centres, radii and categories.
+
+On the CPU, uniforms of a column of samples against a row of counters (a volume's worth of
+draws: elastic noise, Bernoulli noise) come from ``qgfast._native.counter_uniforms``, the same
+hash in wrapping 32-bit arithmetic (bit-identical, tested; ~15x fewer passes over memory),
+unless the extension is missing or ``QGFAST_BACKEND=reference`` is set.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from qgfast.backend import forced_backend
 from qgfast.corrupt.blocking import blocks, take
 
 _MASK32 = 0xFFFFFFFF
@@ -112,7 +118,29 @@ def sample_ids(batch: int, device: torch.device) -> torch.Tensor:
 
 def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor) -> torch.Tensor:
     """Uniform floats in [0, 1) (float64, 2^-32 resolution), shaped like the broadcast keys."""
+    native = _native_uniform(seed, sample, stream, counter)
+    if native is not None:
+        return native
     return _hashed(seed, sample, stream, counter, _to_unit, torch.float64)
+
+
+def _native_uniform(
+    seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor
+) -> torch.Tensor | None:
+    """``uniform`` through the Rust hash for a CPU [B, 1] sample column against a [1, C]
+    counter row; None for other shapes, devices, a forced reference or no extension."""
+    column = sample.dim() == 2 and sample.shape[1] == 1
+    row = counter.dim() == 2 and counter.shape[0] == 1
+    cpu = sample.device.type == "cpu" and counter.device.type == "cpu"
+    if not (column and row and cpu) or forced_backend() is not None:
+        return None
+    try:
+        from qgfast._native import counter_uniforms
+    except ImportError:  # a source checkout without the built extension
+        return None
+    ids = sample[:, 0].to(torch.int64).numpy()
+    counters = counter[0].to(torch.int64).numpy()
+    return torch.from_numpy(counter_uniforms(seed & _MASK32, stream, ids, counters))
 
 
 def _to_unit(h: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,14 @@ def _hash(seed: int, sample: int, stream: int, counter: int) -> int:
     return _fmix((h + counter * 0xC2B2AE3D) & M)
 
 
+@pytest.mark.parametrize("path", ["native", "reference"])  # Rust on CPU, or the torch hash
 @pytest.mark.parametrize("block", [None, 5])  # whole, or block by block as on big draws
-@pytest.mark.parametrize("seed", [0, 7, 2**40 + 3])
-def test_hash_matches_murmur3_finaliser_bit_for_bit(seed, block, monkeypatch) -> None:
+@pytest.mark.parametrize("seed", [0, 7, -5, 2**40 + 3])
+def test_hash_matches_murmur3_finaliser_bit_for_bit(seed, block, path, monkeypatch) -> None:
+    if path == "reference":
+        monkeypatch.setenv("QGFAST_BACKEND", "reference")
+    else:
+        monkeypatch.delenv("QGFAST_BACKEND", raising=False)
     if block:
         monkeypatch.setattr(blocking, "CPU_BLOCK", block)
     g = torch.Generator().manual_seed(seed % 1000)
@@ -59,3 +64,17 @@ def test_sample_keys_replace_batch_indices() -> None:
         with pytest.raises(ValueError, match="keys for a batch of 2"):
             rng.sample_ids(2, torch.device("cpu"))
     assert rng.sample_ids(3, torch.device("cpu"))[:, 0].tolist() == [0, 1, 2]
+
+
+def test_cpu_uniforms_of_a_column_against_a_row_come_from_the_extension(monkeypatch) -> None:
+    pytest.importorskip("qgfast._native")
+    monkeypatch.delenv("QGFAST_BACKEND", raising=False)
+    column, row = torch.arange(3)[:, None], torch.arange(5)[None]
+    native = rng._native_uniform(11, column, rng.STREAM_NOISE, row)
+    assert native is not None
+    assert native.dtype == torch.float64
+    assert native.shape == (3, 5)
+    assert rng._native_uniform(11, column, rng.STREAM_NOISE, torch.arange(15).view(3, 5)) is None
+    monkeypatch.setenv("QGFAST_BACKEND", "reference")
+    assert rng._native_uniform(11, column, rng.STREAM_NOISE, row) is None
+    assert torch.equal(rng.uniform(11, column, rng.STREAM_NOISE, row), native)
