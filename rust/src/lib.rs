@@ -4,7 +4,9 @@
 //! Boundary rules: every function that does work runs through [`errors::detached`] (GIL
 //! released, panics caught), and every failure reaches Python as an exception.
 use numpy::ndarray::{Array2, ArrayD, IxDyn};
-use numpy::{IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn};
+use numpy::{
+    IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -15,6 +17,7 @@ pub mod counter_rng;
 pub mod errors;
 pub mod image2d;
 pub mod nifti;
+pub mod remap;
 mod resize;
 mod rotate;
 pub mod stream;
@@ -91,6 +94,50 @@ fn counter_uniforms<'py>(
     })?;
     let array = Array2::from_shape_vec(shape, values)
         .map_err(|e| Error::InvalidArgument(format!("counter_uniforms: {e}")))?;
+    Ok(array.into_pyarray(py))
+}
+
+/// A numpy array's values in C order (a copy: the GIL is released while they are read).
+fn copied_values<T: numpy::Element + Copy>(a: &PyReadonlyArrayDyn<'_, T>) -> Vec<T> {
+    match a.as_slice() {
+        Ok(slice) => slice.to_vec(),
+        Err(_) => a.as_array().iter().copied().collect(),
+    }
+}
+
+/// `gather_nearest_u8(masks, axes) -> uint8 [B, *S]`: the nearest remap of
+/// `qgfast.corrupt.geometry.gather_nearest` for uint8 masks [B, *S]; `axes[a]` lists the
+/// float64/float32 terms (each broadcastable to [B, *S]) summed into axis a's source.
+#[pyfunction]
+fn gather_nearest_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    axes: Vec<Vec<Bound<'py, PyAny>>>,
+) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let mut terms = Vec::with_capacity(axes.len());
+    for axis in &axes {
+        let mut list = Vec::with_capacity(axis.len());
+        for term in axis {
+            let (values, shape) = if let Ok(a) = term.extract::<PyReadonlyArrayDyn<'py, f64>>() {
+                (remap::Values::F64(copied_values(&a)), a.shape().to_vec())
+            } else if let Ok(a) = term.extract::<PyReadonlyArrayDyn<'py, f32>>() {
+                (remap::Values::F32(copied_values(&a)), a.shape().to_vec())
+            } else {
+                return Err(Error::InvalidArgument(
+                    "gather_nearest_u8: every term must be a float64 or float32 array".into(),
+                )
+                .into());
+            };
+            list.push(remap::Term { values, shape });
+        }
+        terms.push(list);
+    }
+    let out_shape = shape.clone();
+    let out = detached(py, move || remap::gather_nearest(&data, &shape, &terms))?;
+    let array = ArrayD::from_shape_vec(IxDyn(&out_shape), out)
+        .map_err(|e| Error::InvalidArgument(format!("gather_nearest_u8: {e}")))?;
     Ok(array.into_pyarray(py))
 }
 
@@ -511,5 +558,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_selftest_fail, m)?)?;
     m.add_function(wrap_pyfunction!(label_components, m)?)?;
     m.add_function(wrap_pyfunction!(counter_uniforms, m)?)?;
+    m.add_function(wrap_pyfunction!(gather_nearest_u8, m)?)?;
     Ok(())
 }

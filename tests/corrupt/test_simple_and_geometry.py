@@ -172,3 +172,31 @@ def test_centroid_and_moments_equal_direct_sums(spatial) -> None:
             np.testing.assert_allclose(cen[i].numpy(), pts.mean(0), rtol=1e-12)
         else:
             np.testing.assert_allclose(cen[i].numpy(), (np.array(spatial) - 1) / 2)
+
+
+@pytest.mark.parametrize("spatial", [(17, 13), (9, 8, 7)])
+def test_native_gather_equals_the_torch_gather(spatial, monkeypatch) -> None:
+    """Elastic-like coordinates (a float64 grid plus a float32 field, partly outside the
+    volume, with exact half-integer ties) and affine-like ones (a per-sample offset plus
+    per-axis products): the Rust one-pass gather equals the torch blocked gather bit for bit."""
+    pytest.importorskip("qgfast._native")
+    b, nd = 3, len(spatial)
+    g = torch.Generator().manual_seed(5)
+    masks = torch.randint(0, 4, (b, 1, *spatial), generator=g, dtype=torch.uint8)
+    grids = geometry.axis_coords(spatial, masks.device)
+    field = (4 * torch.randn(b, nd, *spatial, generator=g)).round() / 2  # many .5 ties
+    elastic = [[grids[a], field[:, a]] for a in range(nd)]
+    view = (b,) + (1,) * nd
+    inv = torch.randn(b, nd, nd, generator=g).double()
+    offset = 3 * torch.randn(b, nd, generator=g).double()
+    affine = [
+        [offset[:, a].view(view)] + [inv[:, a, j].view(view) * grids[j] for j in range(nd)]
+        for a in range(nd)
+    ]
+    for coords in (elastic, affine):
+        monkeypatch.delenv("QGFAST_BACKEND", raising=False)
+        native = geometry._native_gather(masks, coords)
+        assert native is not None
+        monkeypatch.setenv("QGFAST_BACKEND", "reference")
+        assert torch.equal(native, geometry.gather_nearest(masks, coords))
+    assert geometry._native_gather(masks.to(torch.int64), elastic) is None  # torch path
