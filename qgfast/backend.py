@@ -3,8 +3,9 @@
 Rule (DESIGN.md): every tensor on CUDA and Triton importable → ``"triton"``; otherwise
 ``"reference"`` (plain PyTorch). Under ``"reference"``, CPU tensors take exact CPU fast
 paths where an op has one (morphology on bit-packed rows, ``qgfast.corrupt.morphology_packed``;
-label-map Dice statistics by counting, ``qgfast.losses._stats``) unless the reference is
-forced. ``QGFAST_BACKEND=reference|triton`` forces one. Forcing
+label-map Dice statistics by counting, ``qgfast.losses._stats``; the corruption RNG's hash
+and nearest remaps through ``qgfast._native``, ``qgfast.corrupt.rng`` and ``.geometry``),
+all exact, unless the reference is forced. ``QGFAST_BACKEND=reference|triton`` forces one. Forcing
 ``triton`` on CPU tensors needs ``TRITON_INTERPRET=1`` set before triton is first
 imported (the test suite does this), because compiled Triton kernels only run on GPUs.
 
