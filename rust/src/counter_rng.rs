@@ -66,13 +66,15 @@ fn fill_row(key: u32, counters: &[i64], row: &mut [f64]) {
 mod tests {
     use super::*;
 
-    /// The Python definition, transcribed with i64 products masked to 32 bits.
+    /// The Python definition, transcribed with i64 products masked to 32 bits (a product of
+    /// two 32-bit values can pass 2^63: torch's int64 multiply wraps, and so does this one;
+    /// the low 32 bits, all that is kept, are exact either way).
     fn fmix_masked(mut h: i64) -> i64 {
         const M: i64 = 0xFFFF_FFFF;
         h ^= h >> 16;
-        h = (h * 0x85EB_CA6B) & M;
+        h = h.wrapping_mul(0x85EB_CA6B) & M;
         h ^= h >> 13;
-        h = (h * 0xC2B2_AE35) & M;
+        h = h.wrapping_mul(0xC2B2_AE35) & M;
         h ^= h >> 16;
         h
     }
@@ -81,12 +83,13 @@ mod tests {
     fn wrapping_u32_equals_the_masked_int64_definition() {
         const M: i64 = 0xFFFF_FFFF;
         for (seed, sample, stream) in [(0i64, 0i64, 8i64), (12345, 7, 1), (-3, 99_999, 10)] {
-            let h = fmix_masked((sample * 0x9E37_79B1 + (seed & M)) & M);
-            let want_key = fmix_masked((h ^ (stream * 0x85EB_CA77)) & M);
+            let h = fmix_masked((sample.wrapping_mul(0x9E37_79B1) + (seed & M)) & M);
+            let want_key = fmix_masked((h ^ stream.wrapping_mul(0x85EB_CA77)) & M);
             let k = key((seed & M) as u32, sample, stream);
             assert_eq!(i64::from(k), want_key);
             for counter in [0i64, 1, 2, 65_535, 3_000_001, (1 << 31) + 5] {
-                let want = fmix_masked((counter * 0xC2B2_AE3D + want_key) & M);
+                let want =
+                    fmix_masked(counter.wrapping_mul(0xC2B2_AE3D).wrapping_add(want_key) & M);
                 assert_eq!(i64::from(mix(k, counter)), want);
             }
         }
