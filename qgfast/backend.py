@@ -20,6 +20,7 @@ import functools
 import importlib
 import os
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Literal
 
 import torch
@@ -83,6 +84,23 @@ def _common_device(tensors: tuple[torch.Tensor, ...]) -> torch.device | None:
         names = ", ".join(sorted(str(d) for d in devices))
         raise ValueError(f"all tensors must be on one device, got {names}")
     return devices.pop() if devices else None
+
+
+def cpu_fast_path(*tensors: torch.Tensor) -> bool:
+    """True when every tensor is on the CPU and no backend is forced: an op with an exact CPU
+    fast path (NumPy, or ``native_extension()``) beside its reference may take it. Forcing
+    ``reference`` keeps the plain PyTorch reference (the oracle)."""
+    return forced_backend() is None and all(t.device.type == "cpu" for t in tensors)
+
+
+@functools.cache
+def native_extension() -> ModuleType | None:
+    """``qgfast._native``, or None in a source checkout without the built extension (the
+    import is tried once)."""
+    try:
+        return importlib.import_module("qgfast._native")
+    except ImportError:
+        return None
 
 
 def select_backend(*tensors: torch.Tensor) -> Backend:

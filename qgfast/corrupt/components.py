@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from qgfast.backend import native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt.morphology import check_masks
 
@@ -45,12 +46,11 @@ def label_components(masks: torch.Tensor) -> torch.Tensor:
 
 
 def _native_labels(masks: torch.Tensor) -> torch.Tensor | None:
-    try:
-        from qgfast._native import label_components as native_label
-    except ImportError:  # a source checkout without the built extension
+    native = native_extension()
+    if native is None:
         return None
     fg = (masks[:, 0] != 0).to(torch.uint8).numpy()
-    return torch.stack([torch.from_numpy(native_label(sample)[0]) for sample in fg])
+    return torch.stack([torch.from_numpy(native.label_components(sample)[0]) for sample in fg])
 
 
 def _propagated_labels(masks: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from qgfast.backend import forced_backend
+from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt.blocking import blocks, take
 from qgfast.corrupt.morphology import check_masks
@@ -78,7 +78,7 @@ def gather_nearest(masks: torch.Tensor, coords: Sequence[Sequence[torch.Tensor]]
     ``take`` per axis; any other map of uint8 masks runs in one pass in ``qgfast._native``.
     Both are bit-identical to the blocked torch gather below (tested)."""
     b, spatial = masks.shape[0], masks.shape[2:]
-    if masks.device.type == "cpu" and forced_backend() is None:
+    if cpu_fast_path(masks):
         if _separable(coords, len(spatial)):
             return _gather_separable(masks, coords)
         native = _native_gather(masks, coords)
@@ -90,8 +90,7 @@ def gather_nearest(masks: torch.Tensor, coords: Sequence[Sequence[torch.Tensor]]
         linear, valid = torch.zeros((), dtype=torch.int64, device=masks.device), True
         stride = 1
         for a in reversed(range(len(spatial))):
-            terms = [take(t, 1, part) for t in coords[a]]
-            idx = torch.round(sum(terms[1:], terms[0]))
+            idx = _rounded_source([take(t, 1, part) for t in coords[a]])
             valid = (idx >= 0) & (idx <= spatial[a] - 1) & valid
             linear = idx.clamp_(0, spatial[a] - 1).to(torch.int64).mul_(stride) + linear
             stride *= spatial[a]
@@ -99,6 +98,12 @@ def gather_nearest(masks: torch.Tensor, coords: Sequence[Sequence[torch.Tensor]]
         picked = flat.gather(1, linear.expand(shape).reshape(b, -1)).view(shape)
         out[:, part] = picked.mul_(torch.as_tensor(valid).expand(shape))
     return out.view(masks.shape)
+
+
+def _rounded_source(terms: Sequence[torch.Tensor]) -> torch.Tensor:
+    """round(t0 + t1 + ...): the terms summed left to right (the order fixes the float result,
+    which the native gather reproduces), rounded half to even."""
+    return torch.round(sum(terms[1:], terms[0]))
 
 
 def _separable(coords: Sequence[Sequence[torch.Tensor]], nd: int) -> bool:
@@ -123,8 +128,7 @@ def _gather_separable(
     nd = len(spatial)
     sources, outside = [], []
     for a, size in enumerate(spatial):
-        src = torch.round(sum(coords[a][1:], coords[a][0]))
-        src = src.expand(axis_view(b, nd, a, size)).reshape(b, size)
+        src = _rounded_source(coords[a]).expand(axis_view(b, nd, a, size)).reshape(b, size)
         outside.append(((src < 0) | (src > size - 1)).numpy())
         sources.append(src.clamp(0, size - 1).to(torch.int64).numpy())
     volumes = masks.reshape(b, *spatial).numpy()
@@ -154,14 +158,13 @@ def _native_gather(
         return None
     if math.prod(masks.shape[2:]) >= 2**31:  # the extension indexes a sample with 32 bits
         return None
-    try:
-        from qgfast._native import gather_nearest_u8
-    except ImportError:  # a source checkout without the built extension
+    native = native_extension()
+    if native is None:
         return None
     b, spatial = masks.shape[0], masks.shape[2:]
     volumes = masks.reshape(b, *spatial).contiguous().numpy()
     axes = [[t.contiguous().numpy() for t in terms] for terms in coords]
-    return torch.from_numpy(gather_nearest_u8(volumes, axes)).view(masks.shape)
+    return torch.from_numpy(native.gather_nearest_u8(volumes, axes)).view(masks.shape)
 
 
 def remap(

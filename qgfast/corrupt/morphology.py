@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from qgfast.backend import forced_backend, select_backend
+from qgfast.backend import cpu_fast_path, select_backend
 from qgfast.corrupt import morphology_packed as packed
 from qgfast.reference import morphology as reference
 
@@ -91,7 +91,7 @@ def _apply(
 def _one_radius(x: torch.Tensor, radius: int, shape: str, erode: bool) -> torch.Tensor:
     """Off CUDA: the bit-packed path on CPU unless the reference is forced or x holds more
     classes than it takes, else the reference."""
-    if x.device.type == "cpu" and forced_backend() is None:
+    if cpu_fast_path(x):
         result = (packed.erode if erode else packed.dilate)(x, radius, shape)  # type: ignore[arg-type]
         if result is not None:
             return result

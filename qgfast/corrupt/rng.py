@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from qgfast.backend import forced_backend
+from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt.blocking import blocks, take
 
 _MASK32 = 0xFFFFFFFF
@@ -131,16 +131,12 @@ def _native_uniform(
     counter row; None for other shapes, devices, a forced reference or no extension."""
     column = sample.dim() == 2 and sample.shape[1] == 1
     row = counter.dim() == 2 and counter.shape[0] == 1
-    cpu = sample.device.type == "cpu" and counter.device.type == "cpu"
-    if not (column and row and cpu) or forced_backend() is not None:
-        return None
-    try:
-        from qgfast._native import counter_uniforms
-    except ImportError:  # a source checkout without the built extension
+    native = native_extension()
+    if not (column and row and cpu_fast_path(sample, counter)) or native is None:
         return None
     ids = sample[:, 0].to(torch.int64).numpy()
     counters = counter[0].to(torch.int64).numpy()
-    return torch.from_numpy(counter_uniforms(seed & _MASK32, stream, ids, counters))
+    return torch.from_numpy(native.counter_uniforms(seed & _MASK32, stream, ids, counters))
 
 
 def _to_unit(h: torch.Tensor) -> torch.Tensor:

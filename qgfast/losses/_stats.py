@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qgfast.backend import forced_backend, select_backend
+from qgfast.backend import cpu_fast_path, select_backend
 from qgfast.reference import seg_stats as reference
 from qgfast.reference.seg_stats import Stats, StatsSpec
 
@@ -70,7 +70,7 @@ def seg_stats(
     tensors = [t for t in (x, target, mask, class_weight) if t is not None]
     backend = select_backend(*tensors)
     kernel_ok = spec.act == "labels" or x.dtype in _KERNEL_DTYPES
-    if backend == "reference" and _countable(x, spec, mask):
+    if _countable(spec, mask) and cpu_fast_path(x, target):
         return _count_labels(x, target, spec)
     if backend == "reference" or not kernel_ok:
         # float64 stays on the reference: the kernel accumulates in float32.
@@ -82,17 +82,10 @@ def seg_stats(
     return Stats(*SegStatsFunction.apply(x, target.detach(), mask, class_weight, spec))
 
 
-def _countable(x: torch.Tensor, spec: StatsSpec, mask: torch.Tensor | None) -> bool:
-    """Label map against label map, unweighted, no cross-entropy, on the CPU, reference not
-    forced: every statistic is a count of equal labels."""
-    return (
-        spec.act == "labels"
-        and spec.target == "labels"
-        and spec.ce == "none"
-        and mask is None
-        and x.device.type == "cpu"
-        and forced_backend() is None
-    )
+def _countable(spec: StatsSpec, mask: torch.Tensor | None) -> bool:
+    """Label map against label map, unweighted, no cross-entropy: every statistic is a count
+    of equal labels."""
+    return spec.act == "labels" and spec.target == "labels" and spec.ce == "none" and mask is None
 
 
 def _count_labels(pred: torch.Tensor, target: torch.Tensor, spec: StatsSpec) -> Stats:

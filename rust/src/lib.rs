@@ -63,9 +63,8 @@ fn label_components<'py>(
     py: Python<'py>,
     mask: PyReadonlyArrayDyn<'py, u8>,
 ) -> PyResult<(Bound<'py, PyArrayDyn<i64>>, usize)> {
-    let view = mask.as_array();
-    let shape = view.shape().to_vec();
-    let data: Vec<u8> = view.iter().copied().collect(); // logical C order, any strides
+    let shape = mask.shape().to_vec();
+    let data = copied_values(&mask);
     let (labels, count, shape) = detached(py, move || {
         let (labels, count) = components::label(&data, &shape)?;
         Ok((labels, count, shape))

@@ -77,7 +77,7 @@ fn padded(shape: &[usize]) -> Result<[usize; 4], Error> {
     Ok(out)
 }
 
-fn resolve<'a>(term: &'a Term, map: &[usize], dims: [usize; 4]) -> Result<Resolved<'a>, Error> {
+fn resolve<'a>(term: &'a Term, map: &[usize]) -> Result<Resolved<'a>, Error> {
     let fits = term.shape.len() == map.len()
         && term.shape.iter().zip(map).all(|(&t, &m)| t == 1 || t == m);
     let len = match &term.values {
@@ -97,7 +97,6 @@ fn resolve<'a>(term: &'a Term, map: &[usize], dims: [usize; 4]) -> Result<Resolv
         strides[d] = if term_dims[d] == 1 { 0 } else { step };
         step *= term_dims[d];
     }
-    debug_assert!(term_dims.iter().zip(dims).all(|(&t, d)| t == 1 || t == d));
     Ok(Resolved {
         values: &term.values,
         strides,
@@ -128,7 +127,7 @@ pub fn gather_nearest(masks: &[u8], shape: &[usize], axes: &[Vec<Term>]) -> Resu
     }
     let resolved: Vec<Vec<Resolved>> = axes
         .iter()
-        .map(|terms| terms.iter().map(|t| resolve(t, shape, dims)).collect())
+        .map(|terms| terms.iter().map(|t| resolve(t, shape)).collect())
         .collect::<Result<_, _>>()?;
     let sizes = &shape[1..];
     let mut voxel_strides = vec![1u32; nd]; // strides of the spatial axes in one sample
