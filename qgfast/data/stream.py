@@ -218,7 +218,8 @@ class VolumeStream(IterableDataset):
         return self.config["shard"] * workers + worker, self.config["shards"] * workers
 
     def stats(self) -> dict[str, Any]:
-        """Cache hits/misses/bytes and the skipped cases (this process's shard)."""
+        """Cache hits/misses/bytes, the skipped cases (this process's shard) and how many
+        large volume buffers were reused for a later decode instead of mapped afresh."""
         return {} if self._core is None else self._core.stats()
 
     def _tensors(self, part: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -27,8 +27,23 @@ pub fn grown<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 /// `n` bytes of `file` from `offset`, in 8-byte words (the tail of the last word zero).
 /// On Linux the kernel writes straight into fresh, never-zeroed memory (numpy's
 /// `fromfile` does the same); zeroing first would cost as much as a third of the read.
-pub fn read_words_at(file: &std::fs::File, offset: u64, n: usize) -> std::io::Result<Vec<u64>> {
+/// With `spares`, into a kept buffer when one fits (its length may exceed ⌈n / 8⌉ words).
+pub fn read_words_at(
+    file: &std::fs::File,
+    offset: u64,
+    n: usize,
+    spares: Option<&Spares>,
+) -> std::io::Result<Vec<u64>> {
     let words = n.div_ceil(8);
+    if let Some(mut v) = spares.and_then(|s| s.take_fitting(words)) {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        let bytes = bytemuck::cast_slice_mut::<u64, u8>(&mut v);
+        f.read_exact(&mut bytes[..n])?;
+        bytes[n..words * 8].fill(0);
+        return Ok(v);
+    }
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -143,6 +158,78 @@ impl<T: bytemuck::Zeroable + Clone> Recycler<T> {
     }
 }
 
+/// Large word buffers of a stream's finished volumes (decoded voxels, compressed file
+/// bytes), kept for its next decodes.
+///
+/// Why: every decode of a 58 MB volume otherwise maps fresh memory that the kernel faults
+/// in and clears page by page (measured: ~7 % of an uncached 3D stream's time), then
+/// unmaps it when the volume is dropped. A taken buffer's contents are unspecified and its
+/// length may exceed the request by up to a quarter: readers fill what they use and keep
+/// their own length. A miss frees the oldest idle buffer before a fresh one is mapped, so
+/// idle plus in-use buffers do not outgrow what the stream had in use at once.
+pub struct Spares {
+    free: std::sync::Mutex<std::collections::VecDeque<Vec<u64>>>,
+    keep: usize,
+    /// buffers handed out again (a stream's stats)
+    pub reused: std::sync::atomic::AtomicUsize,
+}
+
+impl Spares {
+    pub fn new(keep: usize) -> Self {
+        Spares {
+            free: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            keep,
+            reused: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The smallest idle buffer of `n` to `n + n / 4` words, if any.
+    pub fn take_fitting(&self, n: usize) -> Option<Vec<u64>> {
+        let mut free = self.free.lock().ok()?;
+        let (i, _) = free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() >= n && v.len() - n <= n / 4)
+            .min_by_key(|(_, v)| v.len())?;
+        self.reused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        free.remove(i)
+    }
+
+    /// At least `n` words, contents unspecified: a fitting idle buffer, else (after the
+    /// oldest idle buffer is freed) a fresh zeroed one.
+    pub fn take(&self, n: usize) -> Vec<u64> {
+        if let Some(v) = self.take_fitting(n) {
+            return v;
+        }
+        if let Ok(mut free) = self.free.lock() {
+            free.pop_front();
+        }
+        zeroed(n)
+    }
+
+    /// Keep a buffer (small ones are left to malloc); the oldest goes when `keep` are idle.
+    pub fn give(&self, v: Vec<u64>) {
+        if v.len() * 8 < HUGE_MIN_BYTES {
+            return;
+        }
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() >= self.keep {
+                free.pop_front();
+            }
+            free.push_back(v);
+        }
+    }
+
+    #[cfg(test)]
+    fn idle(&self) -> Vec<usize> {
+        self.free
+            .lock()
+            .map(|f| f.iter().map(Vec::len).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Ask for huge pages on the `bytes` from address `start` (whole 4 KiB pages inside them).
 #[cfg(target_os = "linux")]
 fn advise_huge(start: usize, bytes: usize) {
@@ -207,20 +294,69 @@ mod tests {
     }
 
     #[test]
+    fn spares_hand_out_the_best_fit_and_stay_bounded() {
+        const W: usize = (super::HUGE_MIN_BYTES / 8) * 2;
+        let s = super::Spares::new(3);
+        s.give(vec![1u64; 16]); // small: left to malloc
+        assert!(s.idle().is_empty());
+        for len in [W + W / 2, W + W / 8, W] {
+            s.give(vec![7u64; len]);
+        }
+        assert_eq!(s.take(W).len(), W, "the exact fit beats a larger one");
+        assert_eq!(s.take(W).len(), W + W / 8, "within a quarter more");
+        // W + W/2 is more than a quarter over: a miss frees it and maps a fresh buffer
+        let fresh = s.take(W);
+        assert_eq!(fresh.len(), W);
+        assert!(fresh.iter().all(|&v| v == 0));
+        assert!(s.idle().is_empty());
+        for _ in 0..5 {
+            s.give(vec![0u64; W]);
+        }
+        assert_eq!(s.idle().len(), 3, "at most `keep` idle");
+        assert!(s.take_fitting(W * 2).is_none());
+    }
+
+    #[test]
+    fn reads_into_spares_equal_fresh_reads() {
+        let path = std::env::temp_dir().join(format!("qgfast-spares-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..9_000_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let spares = super::Spares::new(2);
+        let n: usize = 8_999_990;
+        spares.give(vec![u64::MAX; n.div_ceil(8) + 5]); // stale contents, a few words over
+        let got = super::read_words_at(&file, 7, n, Some(&spares)).unwrap();
+        assert_eq!(got.len(), n.div_ceil(8) + 5, "the spare was used");
+        let fresh = super::read_words_at(&file, 7, n, None).unwrap();
+        let words = n.div_ceil(8);
+        assert_eq!(
+            got[..words],
+            fresh[..],
+            "same bytes, the last word's tail zeroed"
+        );
+        spares.give(got);
+        assert!(
+            super::read_words_at(&file, 11, n, Some(&spares)).is_err(),
+            "past the end"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn positioned_reads_return_the_bytes_and_fail_past_the_end() {
         let path = std::env::temp_dir().join(format!("qgfast-buffer-{}", std::process::id()));
         let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         for (offset, n) in [(0u64, 0usize), (3, 13), (352, 4_999_000), (4_999_990, 10)] {
-            let words = super::read_words_at(&file, offset, n).unwrap();
+            let words = super::read_words_at(&file, offset, n, None).unwrap();
             let got = &bytemuck::cast_slice::<u64, u8>(&words)[..n];
             assert_eq!(got, &bytes[offset as usize..offset as usize + n]);
             assert!(bytemuck::cast_slice::<u64, u8>(&words)[n..]
                 .iter()
                 .all(|&b| b == 0));
         }
-        assert!(super::read_words_at(&file, 4_999_990, 11).is_err());
+        assert!(super::read_words_at(&file, 4_999_990, 11, None).is_err());
         std::fs::remove_file(&path).unwrap();
     }
 }

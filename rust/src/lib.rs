@@ -384,7 +384,8 @@ impl VolumeStreamCore {
         })
     }
 
-    /// {"cache_hits", "cache_misses", "cache_bytes", "skipped": [(case, reason), ...]}
+    /// {"cache_hits", "cache_misses", "cache_bytes", "skipped": [(case, reason), ...],
+    /// "reused_volume_buffers"}
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         use std::sync::atomic::Ordering::Relaxed;
         let d = PyDict::new(py);
@@ -393,6 +394,8 @@ impl VolumeStreamCore {
         d.set_item("cache_bytes", self.cache.bytes())?;
         let bad = self.cache.bad.lock().map(|b| b.clone()).unwrap_or_default();
         d.set_item("skipped", bad)?;
+        let reused = self.buffers.volumes.reused.load(Relaxed);
+        d.set_item("reused_volume_buffers", reused)?;
         Ok(d)
     }
 }

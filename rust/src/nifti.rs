@@ -16,6 +16,7 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
+use crate::buffer::Spares;
 use crate::errors::Error;
 
 const NIFTI1_SIZE: usize = 348;
@@ -446,14 +447,21 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
 
 /// Read a whole single-file NIfTI volume; voxel bytes come back in native byte order.
 pub fn read(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+    read_using(path, max_bytes, None)
+}
+
+/// `read`, taking its large buffers from `spares` where one fits (a stream's finished
+/// volumes; `Volume::words` may then be longer than the voxels need) and giving the
+/// compressed bytes back when inflated.
+pub fn read_using(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Volume, Error> {
     if is_gzip(path)? {
-        read_gz(path, max_bytes)
+        read_gz(path, max_bytes, spares)
     } else {
-        read_plain(path, max_bytes)
+        read_plain(path, max_bytes, spares)
     }
 }
 
-fn read_plain(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+fn read_plain(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Volume, Error> {
     let file = open(path)?;
     let len = file
         .metadata()
@@ -465,7 +473,7 @@ fn read_plain(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let (header, start, nbytes) = plain_layout(&block[..n], len, path, max_bytes)?;
     // a positioned read straight into a fresh buffer: the kernel copies from the page
     // cache once, where a memory map would fault every page in and copy it again
-    let words = crate::buffer::read_words_at(&file, start, nbytes)
+    let words = crate::buffer::read_words_at(&file, start, nbytes, spares)
         .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
     Ok(native_volume(header, words, nbytes))
 }
@@ -534,14 +542,39 @@ fn data_offset(header: &Header) -> u64 {
     header.vox_offset.max(minimum)
 }
 
-fn read_gz(path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+fn read_gz(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Volume, Error> {
     // the compressed file is read whole: its size is known, and libdeflate wants one slice
-    let compressed = std::fs::read(path).map_err(|e| data(path, format!("cannot read: {e}")))?;
-    read_gz_bytes(&compressed, path, max_bytes)
+    let Some(spares) = spares else {
+        let compressed =
+            std::fs::read(path).map_err(|e| data(path, format!("cannot read: {e}")))?;
+        return inflate_volume(&compressed, path, max_bytes, None);
+    };
+    let file = open(path)?;
+    let cannot = |e: std::io::Error| data(path, format!("cannot read: {e}"));
+    let len = usize::try_from(file.metadata().map_err(cannot)?.len())
+        .map_err(|_| data(path, "file too large for this platform"))?;
+    let words = crate::buffer::read_words_at(&file, 0, len, Some(spares)).map_err(cannot)?;
+    let volume = inflate_volume(
+        &bytemuck::cast_slice::<u64, u8>(&words)[..len],
+        path,
+        max_bytes,
+        Some(spares),
+    );
+    spares.give(words);
+    volume
 }
 
 /// `.nii.gz` bytes already in memory (`path` only names them in errors).
 pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+    inflate_volume(compressed, path, max_bytes, None)
+}
+
+fn inflate_volume(
+    compressed: &[u8],
+    path: &Path,
+    max_bytes: usize,
+    spares: Option<&Spares>,
+) -> Result<Volume, Error> {
     let io = |e: std::io::Error| data(path, format!("gzip stream is corrupt or truncated: {e}"));
     // the largest header (NIfTI-2); parse_header uses what the version needs, and the
     // voxels are read afresh below, so over-reading into them is harmless
@@ -552,7 +585,7 @@ pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result
     let nbytes = check_size(path, &header, max_bytes)?;
     let offset = data_offset(&header);
     let total = offset + nbytes as u64;
-    if let Some(mut words) = inflate_whole(compressed, total) {
+    if let Some(mut words) = inflate_whole(compressed, total, spares) {
         let bytes = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
         to_native(&header, &mut bytes[offset as usize..total as usize]);
         return Ok(Volume {
@@ -589,7 +622,7 @@ pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result
 /// One libdeflate call when the gzip trailer's size (ISIZE, the last member's length mod
 /// 2^32) says the stream holds exactly header + voxels (what every NIfTI writer produces).
 /// None otherwise, or when libdeflate does not produce exactly that many bytes.
-fn inflate_whole(compressed: &[u8], total: u64) -> Option<Vec<u64>> {
+fn inflate_whole(compressed: &[u8], total: u64, spares: Option<&Spares>) -> Option<Vec<u64>> {
     let trailer: [u8; 4] = compressed
         .get(compressed.len().checked_sub(4)?..)?
         .try_into()
@@ -598,7 +631,10 @@ fn inflate_whole(compressed: &[u8], total: u64) -> Option<Vec<u64>> {
         return None;
     }
     let total = usize::try_from(total).ok()?;
-    let mut words = words_for(total);
+    let mut words = match spares {
+        Some(spares) => spares.take(total.div_ceil(8)),
+        None => words_for(total),
+    };
     let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..total];
     let mut inflater = libdeflater::Decompressor::new();
     match inflater.gzip_decompress(compressed, out) {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::buffer::Recycler;
+use crate::buffer::{Recycler, Spares};
 use crate::errors::{catch_panic, Error};
 use crate::image2d;
 use crate::rotate;
@@ -197,6 +197,8 @@ impl Cache {
 pub struct Buffers {
     pub images: Recycler<f32>,
     pub labels: Recycler<u8>,
+    /// finished 3D volumes' voxel and compressed-file buffers, for the next decodes
+    pub volumes: Spares,
 }
 
 impl Buffers {
@@ -207,6 +209,9 @@ impl Buffers {
         Buffers {
             images: Recycler::new(keep),
             labels: Recycler::new(keep),
+            // a case's files (several modalities, a label) and the compressed bytes being
+            // inflated, per thread
+            volumes: Spares::new(8 * cfg.threads.max(1)),
         }
     }
 }
@@ -775,6 +780,7 @@ impl Epoch {
                 c.label.as_ref(),
                 self.cfg.norm,
                 self.cfg.max_bytes,
+                Some(&self.buffers.volumes),
             )?)
         };
         self.cache.put(case, vol.clone(), self.cfg.cache_bytes);
@@ -802,6 +808,14 @@ impl Epoch {
         }
     }
 
+    /// A volume this thread holds the last reference to (not cached) gives its buffers
+    /// to the stream's spares.
+    fn recycle(&self, vol: Arc<Decoded>) {
+        if let Ok(vol) = Arc::try_unwrap(vol) {
+            vol.recycle(&self.buffers.volumes);
+        }
+    }
+
     fn part(
         &self,
         items: &[usize],
@@ -826,7 +840,14 @@ impl Epoch {
             let first_choice = items[slot % items.len()];
             let (case, vol) = match current.take() {
                 Some((case, v)) if case == first_choice => (case, v),
-                _ => self.volume_for(items, slot)?,
+                previous => {
+                    // done with the previous volume before the next is decoded: its
+                    // buffers can take the new voxels, and two are never held at once
+                    if let Some((_, v)) = previous {
+                        self.recycle(v);
+                    }
+                    self.volume_for(items, slot)?
+                }
             };
             if j == 0 {
                 channels = vol.channels.len();
@@ -854,6 +875,9 @@ impl Epoch {
             );
             specs.push(spec);
             current = Some((case, vol));
+        }
+        if let Some((_, v)) = current {
+            self.recycle(v);
         }
         Ok(Part {
             image,

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::buffer::Spares;
 use crate::errors::Error;
 use crate::nifti::{self, apply_scaling, with_voxel_type, DType, Voxel};
 
@@ -301,6 +302,19 @@ impl Decoded {
         self.bytes
     }
 
+    /// Give a decoded volume's buffers to `spares` (those no other volume shares); a 2D
+    /// image's go back to its thread's spares when dropped instead.
+    pub fn recycle(mut self, spares: &Spares) {
+        if self.spare {
+            return;
+        }
+        for ch in self.channels.drain(..).chain(self.label.take()) {
+            if let Ok(words) = Arc::try_unwrap(ch.words) {
+                spares.give(words);
+            }
+        }
+    }
+
     /// A 2D case of `size` = [H, W]: `c` float32 planes [C][H·W] (row-major) in one buffer,
     /// and an optional uint8 label [H·W]. No foreground list: an ImageStream crop is the
     /// whole image, so there is no position to sample.
@@ -472,8 +486,12 @@ fn spatial(shape: &[usize]) -> Result<([usize; 3], usize), String> {
 }
 
 /// The channels of one NIfTI file (one per 4D volume), sharing its buffer.
-fn file_channels(path: &Path, max_bytes: usize) -> Result<([usize; 3], Vec<Channel>), Error> {
-    let vol = nifti::read(path, max_bytes)?;
+fn file_channels(
+    path: &Path,
+    max_bytes: usize,
+    spares: Option<&Spares>,
+) -> Result<([usize; 3], Vec<Channel>), Error> {
+    let vol = nifti::read_using(path, max_bytes, spares)?;
     let (s, c) = spatial(&vol.header.shape).map_err(|r| nifti::data(path, r))?;
     let scaling = vol.header.scaling().map_err(|r| nifti::data(path, r))?;
     let dtype = vol.header.dtype;
@@ -509,11 +527,10 @@ fn sample_foreground(label: &Channel, shape: [usize; 3], strides: [usize; 3]) ->
         ((x * shape[1] + y) * shape[2] + z) as u32
     };
     fn strided<T: Voxel>(values: &[T], position: impl Fn(usize) -> u32) -> Vec<u32> {
-        let zero = T::zeroed();
-        let count = values.iter().filter(|&&v| v != zero).count();
-        let step = count.div_ceil(MAX_FG).max(1);
-        let picked = values.iter().enumerate().filter(|(_, &v)| v != zero);
-        picked.step_by(step).map(|(i, _)| position(i)).collect()
+        strided_nonzero(values, MAX_FG)
+            .into_iter()
+            .map(position)
+            .collect()
     }
     if label.scaling.is_some() {
         // a scaled label's zero need not be a raw zero: decide on the scaled values
@@ -524,18 +541,59 @@ fn sample_foreground(label: &Channel, shape: [usize; 3], strides: [usize; 3]) ->
     with_voxel_type!(label.dtype, T, strided(label.values::<T>(), position))
 }
 
+/// Buffer indices of the nonzero values ranked 0, step, 2·step, … in buffer order, where
+/// step = ⌈count / max⌉ (`filter(nonzero).step_by(step)`). Two passes over 64-value
+/// blocks: one counts each block's nonzeros (a vectorised compare and byte add), the other
+/// walks the counts and looks inside a block only where a picked rank falls. A 29 MB
+/// label takes a few ms instead of ~28 ms voxel by voxel.
+fn strided_nonzero<T: Voxel>(values: &[T], max: usize) -> Vec<usize> {
+    const BLOCK: usize = 64; // ≤ 255: a block's count fits the byte it is added in
+    let zero = T::zeroed();
+    let blocks: Vec<u8> = values
+        .chunks(BLOCK)
+        .map(|b| b.iter().fold(0u8, |n, &v| n + u8::from(v != zero)))
+        .collect();
+    let count: usize = blocks.iter().map(|&c| usize::from(c)).sum();
+    let step = count.div_ceil(max.max(1)).max(1);
+    let mut picked = Vec::with_capacity(count.div_ceil(step));
+    let (mut seen, mut next) = (0usize, 0usize); // nonzeros before this block; next rank
+    for (b, &c) in blocks.iter().enumerate() {
+        let c = usize::from(c);
+        if next < seen + c {
+            let start = b * BLOCK;
+            let mut rank = seen;
+            for (i, &v) in values[start..(start + BLOCK).min(values.len())]
+                .iter()
+                .enumerate()
+            {
+                if v != zero {
+                    if rank == next {
+                        picked.push(start + i);
+                        next += step;
+                    }
+                    rank += 1;
+                }
+            }
+        }
+        seen += c;
+    }
+    picked
+}
+
 /// Decode and check one case (images as channels, optional label) and compute each
-/// channel's normalisation; the voxels stay as stored.
+/// channel's normalisation; the voxels stay as stored, in buffers from `spares` where
+/// one fits.
 pub fn decode(
     images: &[PathBuf],
     label: Option<&PathBuf>,
     norm: Norm,
     max_bytes: usize,
+    spares: Option<&Spares>,
 ) -> Result<Decoded, Error> {
     let mut shape: Option<[usize; 3]> = None;
     let mut channels = Vec::new();
     for path in images {
-        let (s, chans) = file_channels(path, max_bytes)?;
+        let (s, chans) = file_channels(path, max_bytes, spares)?;
         if let Some(first) = shape {
             if first != s {
                 return Err(nifti::data(
@@ -560,7 +618,7 @@ pub fn decode(
     let (label, foreground) = match label {
         None => (None, Vec::new()),
         Some(path) => {
-            let (s, mut chans) = file_channels(path, max_bytes)?;
+            let (s, mut chans) = file_channels(path, max_bytes, spares)?;
             if s != shape || chans.len() != 1 {
                 return Err(nifti::data(
                     path,
@@ -645,6 +703,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_nonzero_equals_every_step_th_nonzero() {
+        fn naive<T: Voxel>(values: &[T], max: usize) -> Vec<usize> {
+            let zero = T::zeroed();
+            let count = values.iter().filter(|&&v| v != zero).count();
+            let picked = values.iter().enumerate().filter(|(_, &v)| v != zero);
+            let step = count.div_ceil(max).max(1);
+            picked.step_by(step).map(|(i, _)| i).collect()
+        }
+        let mut state = 12345u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        for len in [0usize, 1, 63, 64, 65, 127, 128, 1000, 4099] {
+            for density in [0u32, 1, 10, 50, 100] {
+                let values: Vec<u8> = (0..len)
+                    .map(|_| u8::from(next() % 100 < density) * (1 + (next() % 3) as u8))
+                    .collect();
+                for max in [1usize, 2, 3, 7, 64, 100_000] {
+                    assert_eq!(
+                        strided_nonzero(&values, max),
+                        naive(&values, max),
+                        "len {len} density {density} max {max}"
+                    );
+                }
+                let wide: Vec<f32> = values.iter().map(|&v| f32::from(v)).collect();
+                assert_eq!(strided_nonzero(&wide, 5), naive(&wide, 5));
+            }
+        }
+        // -0.0 is zero, NaN is not (as `!=` says)
+        let odd = [0.0f32, -0.0, f32::NAN, 1.0];
+        assert_eq!(strided_nonzero(&odd, 10), vec![2, 3]);
     }
 
     #[test]

@@ -264,6 +264,41 @@ def test_recycled_batch_buffers_change_nothing(cases):
     assert reused, "no batch buffer was recycled"
 
 
+def test_recycled_volume_buffers_change_nothing(tmp_path):
+    """Without a cache, a finished volume's voxel and compressed-file buffers (>= 4 MiB)
+    are reused, unzeroed, by the next decodes: sizes within a quarter of each other share
+    buffers, stale bytes past a shorter volume's end must never show. The cached stream
+    (nothing recycled) is the reference."""
+    rng = np.random.default_rng(5)
+    shapes = [(130, 128, 128), (128, 128, 140), (144, 128, 128), (128, 132, 128)]
+    cases = []
+    for i, shape in enumerate(shapes):
+        ext = ".nii.gz" if i % 2 == 0 else ".nii"
+        image = rng.integers(-3000, 3000, shape, dtype=np.int16)
+        image[: shape[0] // 3] = 0  # compressible enough to write quickly
+        label = (rng.random(shape) < 0.2).astype(np.int16)  # int16: large enough to recycle
+        write_nifti(tmp_path / f"i{i}{ext}", image, compresslevel=1)
+        write_nifti(tmp_path / f"l{i}{ext}", label, compresslevel=1)
+        labelled = {"images": [tmp_path / f"i{i}{ext}"], "label": tmp_path / f"l{i}{ext}"}
+        cases.append(labelled if i < 3 else {"images": labelled["images"]})
+    kw = {"labeled_batch_size": 1, "unlabeled_batch_size": 1, "samples_per_volume": 1}
+    kw |= {"seed": 2, "foreground_prob": 0.5}
+
+    def collect(stream):
+        return [{p: {k: v.clone() for k, v in b[p].items()} for p in b} for b in stream]
+
+    cached = collect(VolumeStream(cases, (20, 24, 16), cache_bytes=1 << 30, **kw))
+    for threads in (1, 2):
+        stream = VolumeStream(cases, (20, 24, 16), cache_bytes=0, threads=threads, **kw)
+        got = collect(stream)
+        assert len(got) == len(cached) == 3
+        for x, y in zip(cached, got, strict=True):
+            for part in x:
+                for key in x[part]:
+                    assert torch.equal(x[part][key], y[part][key]), (threads, part, key)
+        assert stream.stats()["reused_volume_buffers"] > 0, "nothing was recycled"
+
+
 def test_epochs_differ_and_set_epoch_replays(cases):
     stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, seed=1)
     first, second = _collect(stream), _collect(stream)
