@@ -56,7 +56,8 @@ def read_nifti(
     """Read a single-file NIfTI-1/2 volume (``.nii`` or ``.nii.gz``, either byte order).
 
     raw: skip the header's scaling (nibabel's ``dataobj.get_unscaled()``).
-    max_bytes: refuse, before allocating, a header whose voxels would exceed this.
+    max_bytes: refuse, before allocating, a header whose voxels would exceed this (a
+        ``.nii.gz`` file larger than this is inflated as a stream, never held whole).
     Every bad file raises ``DataError`` naming the path and the reason.
     """
     from qgfast import _native

@@ -543,24 +543,34 @@ fn data_offset(header: &Header) -> u64 {
 }
 
 fn read_gz(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Volume, Error> {
-    // the compressed file is read whole: its size is known, and libdeflate wants one slice
-    let Some(spares) = spares else {
-        let compressed =
-            std::fs::read(path).map_err(|e| data(path, format!("cannot read: {e}")))?;
-        return inflate_volume(&compressed, path, max_bytes, None);
-    };
     let file = open(path)?;
     let cannot = |e: std::io::Error| data(path, format!("cannot read: {e}"));
-    let len = usize::try_from(file.metadata().map_err(cannot)?.len())
-        .map_err(|_| data(path, "file too large for this platform"))?;
-    let words = crate::buffer::read_words_at(&file, 0, len, Some(spares)).map_err(cannot)?;
-    let volume = inflate_volume(
-        &bytemuck::cast_slice::<u64, u8>(&words)[..len],
-        path,
-        max_bytes,
-        Some(spares),
-    );
-    spares.give(words);
+    let len = file.metadata().map_err(cannot)?.len();
+    // the header is checked first (its bytes streamed from the file), so an absurd claim
+    // is refused before the file is read whole
+    let mut block = vec![0u8; NIFTI2_SIZE];
+    let n = read_up_to(&mut MultiGzDecoder::new(BufReader::new(&file)), &mut block)
+        .map_err(|e| data(path, format!("gzip stream is corrupt or truncated: {e}")))?;
+    let header = parse_header(&block[..n]).map_err(|r| data(path, r))?;
+    check_size(path, &header, max_bytes)?;
+    let len = match usize::try_from(len) {
+        Ok(len) if len <= max_bytes => len,
+        // a file larger than the cap (trailing data, padding) is never held whole: streamed,
+        // only what the header asks for is inflated
+        _ => {
+            use std::io::Seek;
+            (&file).rewind().map_err(cannot)?; // the header read moved the cursor
+            let reader = MultiGzDecoder::new(BufReader::new(file));
+            return stream_voxels(reader, header, path, max_bytes);
+        }
+    };
+    // otherwise read whole: its size is known, and libdeflate wants one slice
+    let words = crate::buffer::read_words_at(&file, 0, len, spares).map_err(cannot)?;
+    let compressed = &bytemuck::cast_slice::<u64, u8>(&words)[..len];
+    let volume = inflate_volume(compressed, path, max_bytes, spares);
+    if let Some(spares) = spares {
+        spares.give(words);
+    }
     volume
 }
 
@@ -596,12 +606,26 @@ fn inflate_volume(
         }
         .aligned());
     }
-    // multi-member gzip, trailing bytes or a trailer that disagrees with the header: stream
-    // exactly what the header asks for, growing the buffer only as data really arrive
-    let mut stream = MultiGzDecoder::new(compressed);
+    // multi-member gzip, trailing bytes or a trailer that disagrees with the header
+    let hint = compressed.len().saturating_mul(4);
+    stream_voxels(MultiGzDecoder::new(compressed), header, path, hint)
+}
+
+/// The voxels of `header` from a decompressing reader positioned at the file's start:
+/// exactly what the header asks for, the buffer growing only as data really arrive (from
+/// at most `hint` bytes reserved).
+fn stream_voxels(
+    mut stream: impl Read,
+    header: Header,
+    path: &Path,
+    hint: usize,
+) -> Result<Volume, Error> {
+    let io = |e: std::io::Error| data(path, format!("gzip stream is corrupt or truncated: {e}"));
+    let nbytes = header.n_bytes().unwrap_or(0); // checked by the caller
+    let offset = data_offset(&header);
     let skipped =
         std::io::copy(&mut (&mut stream).take(offset), &mut std::io::sink()).map_err(io)?;
-    let mut bytes = Vec::with_capacity(nbytes.min(compressed.len().saturating_mul(4).max(1 << 16)));
+    let mut bytes = Vec::with_capacity(nbytes.min(hint.max(1 << 16)));
     (&mut stream)
         .take(nbytes as u64)
         .read_to_end(&mut bytes)
@@ -814,6 +838,40 @@ mod tests {
             let gz = read_gz_bytes(&gzip(&file), Path::new("x"), 1 << 20).unwrap();
             assert_eq!(plain.voxels(), gz.voxels());
             assert_eq!(plain.voxels().len(), 120);
+        }
+
+        #[test]
+        fn gz_files_over_the_cap_are_streamed_and_lies_refused_first() {
+            let dir = std::env::temp_dir().join(format!("qgfast-gzcap-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("v.nii.gz");
+            let mut file = valid_file(&[50, 40, 3], 4, false);
+            let noise = std::iter::successors(Some(88172645463325252u64), |x| {
+                let x = x ^ (x << 13);
+                let x = x ^ (x >> 7);
+                Some(x ^ (x << 17))
+            })
+            .map(|x| (x >> 32) as u8);
+            file[352..].iter_mut().zip(noise).for_each(|(b, v)| *b = v);
+            let gz = gzip(&file);
+            // incompressible: the file (header and gzip framing too) is over a cap of
+            // exactly its 12000 voxel bytes
+            assert!(gz.len() > 12000);
+            std::fs::write(&path, &gz).unwrap();
+            let spares = Spares::new(2);
+            for spares in [None, Some(&spares)] {
+                for cap in [12000, 1 << 20] {
+                    let vol = read_using(&path, cap, spares).unwrap();
+                    assert_eq!(vol.voxels(), &file[352..], "cap {cap}");
+                }
+            }
+            // a header claiming more than the cap is refused before the file is read
+            let mut lying = file.clone();
+            lying[42..44].copy_from_slice(&30000i16.to_le_bytes());
+            std::fs::write(&path, gzip(&lying)).unwrap();
+            let err = read(&path, 1 << 20).err().unwrap();
+            assert!(err.to_string().contains("cap"), "{err}");
+            std::fs::remove_dir_all(&dir).unwrap();
         }
 
         #[test]
