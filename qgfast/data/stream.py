@@ -17,7 +17,10 @@ Batches: ``{"image": [B, C, *patch] float32, "label": [B, 1, *patch] uint8, "cas
 ``{"labeled": {...}, "unlabeled": {...}}`` (the unlabelled part has no "label"). Tensors are
 ``torch.from_numpy`` views of the Rust buffers (no copy); ``pin_memory=True`` pins them.
 A dropped batch's buffers go back to the stream and are reused for a later batch (a batch
-that is kept, or any tensor viewing it, keeps its memory).
+that is kept, or any tensor viewing it, keeps its memory). Likewise a decoded volume the
+cache does not keep gives its buffers (voxels, compressed file bytes; those of 4 MiB and
+more) to the stream's next decodes instead of being unmapped: no more than the stream had
+in use at once, held until the stream is freed (``stats()["reused_volume_buffers"]``).
 Every batch also carries what was drawn for each sample — "case", "origin" [B, 3], "flip"
 [B, 3], "rot90", "angle", "scale", "shift", "gamma", "noise", "brightness", "contrast",
 "gain" [B, 3] — so any sample can be reproduced.
