@@ -8,7 +8,13 @@ polygon. Binary semantics; an empty mask stays empty.
   pixel centres (Andrew's monotone chain per sample, on the CPU).
 - ``polygon`` (2D): n vertices at equally spaced angles around the centroid, each at the
   farthest foreground pixel centre within half a sector of its ray, filled (even-odd rule).
+  "Within half a sector" is tested as d·r ≥ |d|·cos(π/n) (d the pixel's offset from the
+  centroid, r the ray's unit vector), not with atan2: +, ×, ÷ and sqrt are correctly rounded
+  everywhere, so the native path reproduces the reference bit for bit.
 3D hulls and polygons raise NotImplementedError: nothing in the method defines them.
+
+Hull and polygon run per sample; CPU tensors take ``qgfast._native.shape_fill_u8`` (the
+same arithmetic in Rust, ~20× faster) unless ``QGFAST_BACKEND=reference`` is set.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import math
 
 import torch
 
+from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.shapes import centred_axes, moments
 
@@ -125,7 +132,12 @@ def fill_polygon(poly: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return out
 
 
-def _per_sample(masks: torch.Tensor, vertices_of) -> torch.Tensor:
+def _per_sample(masks: torch.Tensor, vertices_of, rays=None, cos_half=0.0) -> torch.Tensor:
+    native = native_extension() if cpu_fast_path(masks) else None
+    if native is not None:
+        fg = (masks[:, 0] != 0).to(torch.uint8).numpy()
+        filled = torch.from_numpy(native.shape_fill_u8(fg, rays, cos_half))
+        return filled.to(masks.dtype).view(masks.shape)
     out = torch.zeros_like(masks)
     for b in range(masks.shape[0]):
         fg = (masks[b, 0] != 0).cpu()
@@ -141,23 +153,30 @@ def convex_hull(masks: torch.Tensor) -> torch.Tensor:
     return _per_sample(masks, _hull)
 
 
+def _rays(vertices: int) -> tuple[list[tuple[float, float]], float]:
+    """Unit vectors (row, column) of the rays at angles −π + 2πk/n from the row axis, and
+    cos(π/n), the cosine of half a sector."""
+    angles = [-math.pi + 2 * math.pi * k / vertices for k in range(vertices)]
+    return [(math.cos(t), math.sin(t)) for t in angles], math.cos(math.pi / vertices)
+
+
 def polygon(masks: torch.Tensor, vertices: int) -> torch.Tensor:
     _require_2d(masks, "polygon")
     if vertices < 3:
         raise ValueError(f"a polygon needs >= 3 vertices, got {vertices}")
 
+    rays, cos_half = _rays(vertices)
+    ray = torch.tensor(rays, dtype=torch.float64)  # [V, 2]
+
     def star(fg: torch.Tensor) -> torch.Tensor:
-        pts = fg.nonzero().to(torch.float64)
-        centre = pts.mean(0)
-        d = pts - centre
-        angle = torch.atan2(d[:, 1], d[:, 0])
-        radius = (d * d).sum(1).sqrt()  # = norm(dim=1), without its slow reduction path
-        targets = [-math.pi + 2 * math.pi * k / vertices for k in range(vertices)]
-        ray = torch.tensor(targets, dtype=torch.float64)[None, :]
-        diff = torch.remainder(angle[:, None] - ray + math.pi, 2 * math.pi) - math.pi  # [N, V]
-        near = diff.abs() <= math.pi / vertices
+        at = fg.nonzero()  # [N, 2] int64, row-major
+        centre = at.sum(0).to(torch.float64) / at.shape[0]  # exact sums, one division
+        d = at.to(torch.float64) - centre
+        radius = (d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1]).sqrt()
+        dot = d[:, 0:1] * ray[None, :, 0] + d[:, 1:2] * ray[None, :, 1]  # [N, V]
+        near = dot >= radius[:, None] * cos_half
         farthest = torch.where(near, radius[:, None], -1.0).argmax(0)  # first of the farthest
-        corners = pts[farthest[near.any(0)]]
+        corners = at[farthest[near.any(0)]].to(torch.float64)
         return corners if len(corners) else centre[None]
 
-    return _per_sample(masks, star)
+    return _per_sample(masks, star, rays, cos_half)

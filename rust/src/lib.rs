@@ -10,6 +10,7 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+pub mod approx;
 mod buffer;
 mod build;
 pub mod components;
@@ -137,6 +138,41 @@ fn gather_nearest_u8<'py>(
     let out = detached(py, move || remap::gather_nearest(&data, &shape, &terms))?;
     let array = ArrayD::from_shape_vec(IxDyn(&out_shape), out)
         .map_err(|e| Error::InvalidArgument(format!("gather_nearest_u8: {e}")))?;
+    Ok(array.into_pyarray(py))
+}
+
+/// `shape_fill_u8(masks, rays=None, cos_half=0.0) -> uint8 [B, H, W]`: each non-empty
+/// sample of the 2D masks [B, H, W] (non-zero = foreground) replaced by its filled convex
+/// hull (`rays` None) or star polygon (`rays` = the (cos, sin) of each ray, `cos_half` the
+/// cosine of half a sector); `qgfast.corrupt.approx`'s reference, bit for bit.
+#[pyfunction]
+#[pyo3(signature = (masks, rays=None, cos_half=0.0))]
+fn shape_fill_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    rays: Option<Vec<[f64; 2]>>,
+    cos_half: f64,
+) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    let shape = masks.shape().to_vec();
+    let [b, h, w] = shape[..] else {
+        return Err(Error::InvalidArgument(format!(
+            "shape_fill_u8: masks must be [B, H, W], got shape {shape:?}"
+        ))
+        .into());
+    };
+    if rays.as_ref().is_some_and(|r| r.is_empty()) {
+        return Err(Error::InvalidArgument("shape_fill_u8: rays is empty".into()).into());
+    }
+    let data = copied_values(&masks);
+    let out = detached(py, move || {
+        let kind = match &rays {
+            None => approx::Shape::Hull,
+            Some(rays) => approx::Shape::Star { rays, cos_half },
+        };
+        Ok(approx::batch(&data, [b, h, w], &kind))
+    })?;
+    let array = ArrayD::from_shape_vec(IxDyn(&shape), out)
+        .map_err(|e| Error::InvalidArgument(format!("shape_fill_u8: {e}")))?;
     Ok(array.into_pyarray(py))
 }
 
@@ -561,5 +597,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(label_components, m)?)?;
     m.add_function(wrap_pyfunction!(counter_uniforms, m)?)?;
     m.add_function(wrap_pyfunction!(gather_nearest_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(shape_fill_u8, m)?)?;
     Ok(())
 }

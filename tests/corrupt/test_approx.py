@@ -1,10 +1,28 @@
-"""Convex hull, fitted ellipse and polygon: containment and shape properties."""
+"""Convex hull, fitted ellipse and polygon: containment and shape properties (hull and
+polygon on both CPU paths: the native fill and the PyTorch reference), and the native path
+equal to the reference bit for bit."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
 
+from qgfast.backend import native_extension
 from qgfast.corrupt import approx
+
+
+@pytest.fixture(params=["native", "reference"])
+def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """CPU tensors take ``_native.shape_fill_u8`` for hull and polygon by default;
+    QGFAST_BACKEND=reference forces the PyTorch reference."""
+    if request.param == "reference":
+        monkeypatch.setenv("QGFAST_BACKEND", "reference")
+    else:
+        if native_extension() is None:
+            pytest.skip("qgfast._native not built")
+        monkeypatch.delenv("QGFAST_BACKEND", raising=False)
+    return request.param
 
 
 def _l_shape() -> torch.Tensor:
@@ -14,7 +32,7 @@ def _l_shape() -> torch.Tensor:
     return m
 
 
-def test_convex_hull_contains_the_mask_and_fills_the_notch() -> None:
+def test_convex_hull_contains_the_mask_and_fills_the_notch(cpu_path) -> None:
     m = _l_shape()
     hull = approx.convex_hull(m)
     assert (hull >= m).all()
@@ -36,7 +54,7 @@ def test_fitted_ellipse_of_an_ellipse_is_itself_approximately() -> None:
     assert ball.sum().item() == pytest.approx(1000 * 1.08, rel=0.15)  # ellipsoid of equal moments
 
 
-def test_polygon_has_at_most_n_corners_and_covers_the_shape_roughly() -> None:
+def test_polygon_has_at_most_n_corners_and_covers_the_shape_roughly(cpu_path) -> None:
     yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
     disc = (((yy - 32) ** 2 + (xx - 32) ** 2) <= 20 * 20).to(torch.uint8)[None, None]
     tri = approx.polygon(disc, 3)
@@ -46,7 +64,7 @@ def test_polygon_has_at_most_n_corners_and_covers_the_shape_roughly() -> None:
     assert tri[0, 0, 32, 32] == 1
 
 
-def test_3d_hull_and_polygon_are_refused_and_empty_stays_empty() -> None:
+def test_3d_hull_and_polygon_are_refused_and_empty_stays_empty(cpu_path) -> None:
     vol = torch.ones(1, 1, 4, 4, 4, dtype=torch.uint8)
     with pytest.raises(NotImplementedError, match="2D masks"):
         approx.convex_hull(vol)
@@ -58,7 +76,7 @@ def test_3d_hull_and_polygon_are_refused_and_empty_stays_empty() -> None:
 
 
 @pytest.mark.parametrize("density", [0.002, 0.02, 0.3])
-def test_hull_contains_every_pixel_and_is_idempotent(density) -> None:
+def test_hull_contains_every_pixel_and_is_idempotent(density, cpu_path) -> None:
     g = torch.Generator().manual_seed(int(density * 1000))
     m = (torch.rand(6, 1, 37, 41, generator=g) < density).to(torch.uint8)
     m[0] = 0
@@ -80,7 +98,7 @@ def test_fill_polygon_of_a_triangle_counts_lattice_points() -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_convex_hull_equals_qhull_half_planes(seed) -> None:
+def test_convex_hull_equals_qhull_half_planes(seed, cpu_path) -> None:
     """Every pixel centre inside all of Qhull's facets (within 1e-9) is in the hull, and no
     other pixel."""
     spatial = pytest.importorskip("scipy.spatial")
@@ -113,3 +131,67 @@ def test_fitted_ellipse_equals_the_covariance_computed_from_the_points(spatial) 
         decided = np.abs(m2 - cut) > 1e-9
         got = out[b, 0].numpy().reshape(-1).astype(bool)
         np.testing.assert_array_equal(got[decided], (m2 <= cut)[decided])
+
+
+def _test_masks() -> torch.Tensor:
+    """Random masks of every density, blobs, thin lines, single pixels, a full and an empty
+    sample, at an odd size (uint8; a few values other than 1)."""
+    g = torch.Generator().manual_seed(3)
+    h, w = 29, 34
+    masks = [(torch.rand(1, h, w, generator=g) < p).to(torch.uint8) for p in (0.003, 0.05, 0.5)]
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    for cy, cx, r in ((14.3, 16.8, 9.0), (3.0, 30.0, 6.5), (28.0, 0.0, 12.0)):
+        masks.append((((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r).to(torch.uint8)[None] * 3)
+    line = torch.zeros(1, h, w, dtype=torch.uint8)
+    line[0, 4:25, 7] = 1
+    line[0, 20, 7:30] = 1
+    diagonal = torch.eye(h, w, dtype=torch.uint8)[None]
+    single = torch.zeros(1, h, w, dtype=torch.uint8)
+    single[0, 11, 19] = 1
+    full = torch.full((1, h, w), 255, dtype=torch.uint8)
+    empty = torch.zeros(1, h, w, dtype=torch.uint8)
+    masks += [line, diagonal, single, full, empty]
+    return torch.stack(masks)
+
+
+@pytest.mark.parametrize("op", ["hull", 3, 4, 5, 8, 13])
+def test_native_fill_equals_the_reference_bit_for_bit(op, monkeypatch) -> None:
+    if native_extension() is None:
+        pytest.skip("qgfast._native not built")
+    masks = _test_masks()
+
+    def run() -> torch.Tensor:
+        return approx.convex_hull(masks) if op == "hull" else approx.polygon(masks, op)
+
+    monkeypatch.setenv("QGFAST_BACKEND", "reference")
+    want = run()
+    monkeypatch.delenv("QGFAST_BACKEND")
+    got = run()
+    assert got.dtype == want.dtype == torch.uint8
+    assert torch.equal(got, want)
+    assert int(want[:-1].sum()) > 0
+    assert want[-1].sum() == 0
+    # other integer dtypes take the same path and keep theirs
+    for dtype in (torch.int64, torch.bool):
+        other = masks.to(dtype)
+        out = approx.convex_hull(other) if op == "hull" else approx.polygon(other, op)
+        assert out.dtype == dtype
+        assert torch.equal(out, want.to(dtype))
+
+
+def test_polygon_sector_test_matches_the_angle_definition() -> None:
+    """d·r ≥ |d|·cos(π/n) is the angle test |angle(d) − angle(r)| ≤ π/n: checked against
+    atan2 on every offset of a grid whose angle is not within 1e-9 of a sector's edge."""
+    for n in (3, 5, 8):
+        rays, cos_half = approx._rays(n)
+        d = torch.stack(
+            torch.meshgrid(torch.arange(-9.0, 10.0), torch.arange(-9.0, 10.0), indexing="ij"), -1
+        ).reshape(-1, 2).to(torch.float64) + torch.tensor([0.25, -0.4], dtype=torch.float64)
+        angle = torch.atan2(d[:, 1], d[:, 0])
+        ray = torch.tensor(rays, dtype=torch.float64)
+        target = torch.atan2(ray[:, 1], ray[:, 0])
+        diff = torch.remainder(angle[:, None] - target[None] + math.pi, 2 * math.pi) - math.pi
+        decided = (diff.abs() - math.pi / n).abs() > 1e-9
+        radius = d.norm(dim=1)
+        near = d @ ray.T >= radius[:, None] * cos_half
+        assert torch.equal(near[decided], (diff.abs() <= math.pi / n)[decided])
