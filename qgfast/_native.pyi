@@ -69,5 +69,12 @@ def gather_nearest_u8(masks: np.ndarray, axes: list[list[np.ndarray]]) -> np.nda
     """uint8 [B, *S]: ``qgfast.corrupt.geometry.gather_nearest`` of uint8 masks [B, *S],
     ``axes[a]`` the float64/float32 terms (broadcastable to [B, *S]) of axis a's source."""
 
+def shape_fill_u8(
+    masks: np.ndarray, rays: list[tuple[float, float]] | None = None, cos_half: float = 0.0
+) -> np.ndarray:
+    """uint8 [B, H, W] of 0/1: each non-empty sample of the masks [B, H, W] (non-zero =
+    foreground) replaced by its filled convex hull (``rays`` None) or star polygon (``rays``
+    the rays' (cos, sin), ``cos_half`` cos(π/n)); ``qgfast.corrupt.approx``'s reference."""
+
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""
