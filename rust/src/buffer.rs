@@ -316,12 +316,18 @@ mod tests {
         assert!(s.take_fitting(W * 2).is_none());
     }
 
-    #[test]
-    fn reads_into_spares_equal_fresh_reads() {
-        let path = std::env::temp_dir().join(format!("qgfast-spares-{}", std::process::id()));
-        let bytes: Vec<u8> = (0..9_000_000u32).map(|i| (i * 13 % 253) as u8).collect();
+    /// A temporary file of `len` patterned bytes: (path, its bytes, the open file).
+    fn patterned_file(name: &str, len: u32) -> (std::path::PathBuf, Vec<u8>, std::fs::File) {
+        let path = std::env::temp_dir().join(format!("qgfast-{name}-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 13 % 253) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
+        (path, bytes, file)
+    }
+
+    #[test]
+    fn reads_into_spares_equal_fresh_reads() {
+        let (path, _, file) = patterned_file("spares", 9_000_000);
         let spares = super::Spares::new(2);
         let n: usize = 8_999_990;
         spares.give(vec![u64::MAX; n.div_ceil(8) + 5]); // stale contents, a few words over
@@ -344,10 +350,7 @@ mod tests {
 
     #[test]
     fn positioned_reads_return_the_bytes_and_fail_past_the_end() {
-        let path = std::env::temp_dir().join(format!("qgfast-buffer-{}", std::process::id()));
-        let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(&path, &bytes).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
+        let (path, bytes, file) = patterned_file("buffer", 5_000_000);
         for (offset, n) in [(0u64, 0usize), (3, 13), (352, 4_999_000), (4_999_990, 10)] {
             let words = super::read_words_at(&file, offset, n, None).unwrap();
             let got = &bytemuck::cast_slice::<u64, u8>(&words)[..n];
