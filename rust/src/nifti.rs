@@ -543,6 +543,7 @@ fn data_offset(header: &Header) -> u64 {
 }
 
 fn read_gz(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Volume, Error> {
+    use std::io::Seek;
     let file = open(path)?;
     let cannot = |e: std::io::Error| data(path, format!("cannot read: {e}"));
     let len = file.metadata().map_err(cannot)?.len();
@@ -558,19 +559,22 @@ fn read_gz(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Vol
         // a file larger than the cap (trailing data, padding) is never held whole: streamed,
         // only what the header asks for is inflated
         _ => {
-            use std::io::Seek;
             (&file).rewind().map_err(cannot)?; // the header read moved the cursor
             let reader = MultiGzDecoder::new(BufReader::new(file));
             return stream_voxels(reader, header, path, max_bytes);
         }
     };
     // otherwise read whole: its size is known, and libdeflate wants one slice
-    let words = crate::buffer::read_words_at(&file, 0, len, spares).map_err(cannot)?;
+    let Some(spares) = spares else {
+        let mut compressed = Vec::with_capacity(len);
+        (&file).rewind().map_err(cannot)?;
+        (&file).read_to_end(&mut compressed).map_err(cannot)?;
+        return inflate_volume(&compressed, path, max_bytes, None);
+    };
+    let words = crate::buffer::read_words_at(&file, 0, len, Some(spares)).map_err(cannot)?;
     let compressed = &bytemuck::cast_slice::<u64, u8>(&words)[..len];
-    let volume = inflate_volume(compressed, path, max_bytes, spares);
-    if let Some(spares) = spares {
-        spares.give(words);
-    }
+    let volume = inflate_volume(compressed, path, max_bytes, Some(spares));
+    spares.give(words);
     volume
 }
 
