@@ -127,7 +127,9 @@ impl Window {
         self.shape.iter().product()
     }
 
-    /// Window position (along a, b) read by plane offset (u, v) from the patch centre.
+    /// Window position (along a, b) read by plane offset (u, v) from the patch centre
+    /// (`row_taps` computes the same with the row's fixed terms hoisted).
+    #[cfg(test)]
     fn source(&self, u: f64, v: f64) -> (f64, f64) {
         (
             self.centre[0] + self.cos * u - self.sin * v,
@@ -285,10 +287,26 @@ impl Window {
         let [tu, tv] = self.turn;
         let (linear, nearest) = (&mut row.linear[..m], &mut row.nearest[..m]);
         let [w0, w1, w2, w3] = row.weights.each_mut().map(|w| &mut w[..m]);
+        // (u, v) = turn · (x, y): one of them is ± x, fixed along the row, the other ± y
+        // (a signed permutation; ± x plus a zero is exact). The fixed one's products are
+        // hoisted out of the loop: the same operations in the same order as `source`.
+        let (c, (cos, sin)) = (self.centre, (self.cos, self.sin));
+        let u_fixed = tu[1] == 0.0;
+        let (fixed, sign) = match u_fixed {
+            true => (tu[0] * x, tv[1]),
+            false => (tv[0] * x, tu[1]),
+        };
+        // u fixed: (c0 + cos·u) − sin·v, (c1 + sin·u) + cos·v with only v = ± y varying
+        let (pa, pb) = (c[0] + cos * fixed, c[1] + sin * fixed);
+        // v fixed: (c0 + cos·u) − sin·v, (c1 + sin·u) + cos·v with only u = ± y varying
+        let (qa, qb) = (sin * fixed, cos * fixed);
         for j in 0..m {
-            let y = j as f64 - self.half[1];
-            // ± x or ± y plus a zero: exact
-            let (sa, sb) = self.source(tu[0] * x + tu[1] * y, tv[0] * x + tv[1] * y);
+            // (an i32 converts to float64 in one vector instruction, a usize does not)
+            let y = sign * (j as i32 as f64 - self.half[1]);
+            let (sa, sb) = match u_fixed {
+                true => (pa - sin * y, pb + cos * y),
+                false => ((c[0] + cos * y) - qa, (c[1] + sin * y) + qb),
+            };
             let (ca, cb) = (
                 clamp(sa.floor(), last[0] - 1.0),
                 clamp(sb.floor(), last[1] - 1.0),

@@ -387,15 +387,34 @@ impl Decoded {
     /// Crop channel `c` at `origin` (zero outside the volume) into `out`, C order over the
     /// patch, normalised.
     pub fn crop_image(&self, c: usize, origin: [i64; 3], patch: [usize; 3], out: &mut [f32]) {
-        let map = self.channels[c].map;
-        self.crop(&self.channels[c], origin, patch, out, |v| map.apply(v));
+        let ch = &self.channels[c];
+        if ch.is_plain(DType::F32) {
+            // (2D images) the identity map through float64 changes no value
+            return self.copy(ch.values(), origin, patch, out);
+        }
+        let map = ch.map;
+        self.crop(ch, origin, patch, out, |v| map.apply(v));
     }
 
     /// Crop the label like `crop_image` (values were checked to fit uint8 at decode).
     pub fn crop_label(&self, origin: [i64; 3], patch: [usize; 3], out: &mut [u8]) {
         if let Some(label) = &self.label {
+            if label.is_plain(DType::U8) {
+                return self.copy(label.values(), origin, patch, out);
+            }
             self.crop(label, origin, patch, out, |v| v as u8);
         }
+    }
+
+    /// `gather` of a plain channel's values as stored (rows copied whole).
+    fn copy<T: Copy + Default>(
+        &self,
+        values: &[T],
+        origin: [i64; 3],
+        patch: [usize; 3],
+        out: &mut [T],
+    ) {
+        gather(values, self.shape, self.strides, origin, patch, out, |v| v)
     }
 
     /// `gather` of one channel's scaled values through `conv`.
