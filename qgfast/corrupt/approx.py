@@ -13,8 +13,10 @@ polygon. Binary semantics; an empty mask stays empty.
   everywhere, so the native path reproduces the reference bit for bit.
 3D hulls and polygons raise NotImplementedError: nothing in the method defines them.
 
-Hull and polygon run per sample; CPU tensors take ``qgfast._native.shape_fill_u8`` (the
-same arithmetic in Rust, ~20× faster) unless ``QGFAST_BACKEND=reference`` is set.
+Hull and polygon run per sample on the host whatever the masks' device: the batch goes
+through ``qgfast._native.shape_fill_u8`` (the same arithmetic in Rust, ~20× faster on a
+CPU; on a GPU one copy each way), or sample by sample through the PyTorch reference when a
+backend is forced (``QGFAST_BACKEND=reference``) or the extension is not built.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 
 import torch
 
-from qgfast.backend import cpu_fast_path, native_extension
+from qgfast.backend import forced_backend, native_extension
 from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.shapes import centred_axes, moments
 
@@ -133,11 +135,15 @@ def fill_polygon(poly: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def _per_sample(masks: torch.Tensor, vertices_of, rays=None, cos_half=0.0) -> torch.Tensor:
-    native = native_extension() if cpu_fast_path(masks) else None
+    # Both paths work on the host: the reference moves each sample there (vertices and fill
+    # are per-sample host work), the native fill takes the batch in one round trip (on a
+    # GPU: one copy each way instead of one per sample). Forcing a backend keeps the
+    # reference.
+    native = native_extension() if forced_backend() is None else None
     if native is not None:
-        fg = (masks[:, 0] != 0).to(torch.uint8).numpy()
+        fg = (masks[:, 0] != 0).to(torch.uint8).cpu().numpy()
         filled = torch.from_numpy(native.shape_fill_u8(fg, rays, cos_half))
-        return filled.to(masks.dtype).view(masks.shape)
+        return filled.to(device=masks.device, dtype=masks.dtype).view(masks.shape)
     out = torch.zeros_like(masks)
     for b in range(masks.shape[0]):
         fg = (masks[b, 0] != 0).cpu()
