@@ -17,7 +17,7 @@ use crate::buffer::{Recycler, Spares};
 use crate::errors::{catch_panic, Error};
 use crate::image2d;
 use crate::rotate;
-use crate::volume::{decode, Decoded, Norm};
+use crate::volume::{decode, Decoded, Norm, Region};
 
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -446,10 +446,17 @@ fn render(
     let plane = cfg.rot90.unwrap_or((0, 1));
     let plain = spec.rot90 == 0 && spec.flip == [false; 3];
     // a stored buffer that is the crop already is copied or rearranged as it is; otherwise
-    // crop straight into `out`, or into a scratch crop that flips/rot90 then rearrange
+    // crop straight into `out` (flips read mirrored by the crop itself), or, with a quarter
+    // turn, into a scratch crop that `permute` then rearranges
+    let turned = spec.rot90 != 0;
+    let region = Region {
+        origin: spec.origin,
+        patch: p,
+        flip: if turned { [false; 3] } else { spec.flip },
+    };
     fn place<T: Copy + Default>(
         out: &mut [T],
-        plain: bool,
+        (plain, turned): (bool, bool),
         whole: Option<&[T]>,
         crop: impl FnOnce(&mut [T]),
         rearrange: impl FnOnce(&[T], &mut [T]),
@@ -457,8 +464,8 @@ fn render(
         match (whole, plain) {
             (Some(src), true) => out.copy_from_slice(src),
             (Some(src), false) => rearrange(src, out),
-            (None, true) => crop(out),
-            (None, false) => {
+            (None, _) if !turned => crop(out),
+            (None, _) => {
                 let mut scratch = vec![T::default(); out.len()];
                 crop(&mut scratch);
                 rearrange(&scratch, out);
@@ -475,9 +482,9 @@ fn render(
         if let Some(out) = label {
             place(
                 out,
-                plain,
+                (plain, turned),
                 vol.whole_label(spec.origin, p),
-                |buf| vol.crop_label(spec.origin, p, buf),
+                |buf| vol.crop_label(region, buf),
                 |crop, out| permute(crop, out, p, spec, plane),
             );
         }
@@ -493,9 +500,9 @@ fn render(
         for c in 0..channels {
             place(
                 &mut image[c * n..(c + 1) * n],
-                plain,
+                (plain, turned),
                 wholes.as_ref().map(|w| w[c]),
-                |buf| vol.crop_image(c, spec.origin, p, buf),
+                |buf| vol.crop_image(c, region, buf),
                 |crop, out| permute(crop, out, p, spec, plane),
             );
         }
@@ -563,11 +570,11 @@ fn rotated(
         // whole windows, the rotation every patch voxel
         let windows = grown(&mut s.windows, image.len() / n * len);
         for (c, window) in windows.chunks_exact_mut(len).enumerate() {
-            vol.crop_image(c, win.origin, win.shape, window);
+            vol.crop_image(c, Region::at(win.origin, win.shape), window);
         }
         let labels = label.as_ref().map(|_| {
             let window = grown(&mut s.labels, len);
-            vol.crop_label(win.origin, win.shape, window);
+            vol.crop_label(Region::at(win.origin, win.shape), window);
             &*window
         });
         if plain {

@@ -7,7 +7,7 @@
 //! crop reads ~1 % of an LA volume. Statistics (mean, std, percentiles) still come from one
 //! pass over all voxels, so a crop is normalised exactly as the whole volume would be.
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::buffer::Spares;
 use crate::errors::Error;
@@ -66,6 +66,9 @@ pub struct Channel {
     dtype: DType,
     scaling: Option<(f64, f64)>,
     pub map: ValueMap,
+    /// 8- and 16-bit channels: every possible value through scaling and `map` (and the map
+    /// it was built for), made by the first crop large enough to repay it
+    lut: OnceLock<(ValueMap, Box<[f32]>)>,
 }
 
 /// Voxel value as nibabel gives it, rounded once to float32 as the float32 array the
@@ -86,6 +89,7 @@ impl Channel {
             dtype,
             scaling: None,
             map: ValueMap::IDENTITY,
+            lut: OnceLock::new(),
         }
     }
 
@@ -152,6 +156,20 @@ impl Channel {
             Some(pairs) => pairs.iter().for_each(|&(v, c)| f(v, c)),
             None => self.for_each(|v| f(v, 1)),
         }
+    }
+
+    /// `map(scaled(v))` for every value v of this 8- or 16-bit channel's type, indexed by
+    /// v's bits (`size` entries).
+    fn table(&self, size: usize) -> Box<[f32]> {
+        let (s, map) = (self.scaling, self.map);
+        let f = |v: f64| map.apply(apply_scaling(v, s) as f32 as f64);
+        (0..size)
+            .map(|i| match self.dtype {
+                DType::I8 => f(i as u8 as i8 as f64),
+                DType::I16 => f(i as u16 as i16 as f64),
+                _ => f(i as f64),
+            })
+            .collect()
     }
 
     /// The normalisation of `norm` from this channel's own statistics.
@@ -386,81 +404,139 @@ impl Decoded {
 
     /// Crop channel `c` at `origin` (zero outside the volume) into `out`, C order over the
     /// patch, normalised.
-    pub fn crop_image(&self, c: usize, origin: [i64; 3], patch: [usize; 3], out: &mut [f32]) {
+    pub fn crop_image(&self, c: usize, region: Region, out: &mut [f32]) {
         let ch = &self.channels[c];
         if ch.is_plain(DType::F32) {
             // (2D images) the identity map through float64 changes no value
-            return self.copy(ch.values(), origin, patch, out);
+            return self.copy(ch.values(), region, out);
+        }
+        if self.crop_by_table(ch, region, out) {
+            return;
         }
         let map = ch.map;
-        self.crop(ch, origin, patch, out, |v| map.apply(v));
+        self.crop(ch, region, out, |v| map.apply(v));
+    }
+
+    /// `crop_image` of an 8- or 16-bit channel through its value table (`Channel::lut`, the
+    /// same function tabulated: equal bit for bit): a load per voxel instead of the float64
+    /// scaling and map. False (nothing written) for other types, or a crop smaller than the
+    /// table while none is built yet.
+    fn crop_by_table(&self, ch: &Channel, region: Region, out: &mut [f32]) -> bool {
+        let size = match ch.dtype {
+            DType::U8 | DType::I8 => 1 << 8,
+            DType::U16 | DType::I16 => 1 << 16,
+            _ => return false,
+        };
+        if ch.lut.get().is_none() && region.patch.iter().product::<usize>() < size {
+            return false;
+        }
+        let (built_for, lut) = ch.lut.get_or_init(|| (ch.map, ch.table(size)));
+        if *built_for != ch.map {
+            return false;
+        }
+        let (shape, strides) = (self.shape, self.strides);
+        // (fixed-size tables: an index from a u8 or u16 needs no bounds check)
+        let small = || -> &[f32; 1 << 8] { lut[..].try_into().expect("8-bit table") };
+        let large = || -> &[f32; 1 << 16] { lut[..].try_into().expect("16-bit table") };
+        match ch.dtype {
+            DType::U8 => gather(ch.values::<u8>(), shape, strides, region, out, |v| {
+                small()[v as usize]
+            }),
+            DType::I8 => gather(ch.values::<i8>(), shape, strides, region, out, |v| {
+                small()[v as u8 as usize]
+            }),
+            DType::U16 => gather(ch.values::<u16>(), shape, strides, region, out, |v| {
+                large()[v as usize]
+            }),
+            DType::I16 => gather(ch.values::<i16>(), shape, strides, region, out, |v| {
+                large()[v as u16 as usize]
+            }),
+            _ => unreachable!("8- and 16-bit types only (above)"),
+        }
+        true
     }
 
     /// Crop the label like `crop_image` (values were checked to fit uint8 at decode).
-    pub fn crop_label(&self, origin: [i64; 3], patch: [usize; 3], out: &mut [u8]) {
+    pub fn crop_label(&self, region: Region, out: &mut [u8]) {
         if let Some(label) = &self.label {
             if label.is_plain(DType::U8) {
-                return self.copy(label.values(), origin, patch, out);
+                return self.copy(label.values(), region, out);
             }
-            self.crop(label, origin, patch, out, |v| v as u8);
+            self.crop(label, region, out, |v| v as u8);
         }
     }
 
     /// `gather` of a plain channel's values as stored (rows copied whole).
-    fn copy<T: Copy + Default>(
-        &self,
-        values: &[T],
-        origin: [i64; 3],
-        patch: [usize; 3],
-        out: &mut [T],
-    ) {
-        gather(values, self.shape, self.strides, origin, patch, out, |v| v)
+    fn copy<T: Copy + Default>(&self, values: &[T], region: Region, out: &mut [T]) {
+        gather(values, self.shape, self.strides, region, out, |v| v)
     }
 
     /// `gather` of one channel's scaled values through `conv`.
     fn crop<O: Copy + Default>(
         &self,
         ch: &Channel,
-        origin: [i64; 3],
-        patch: [usize; 3],
+        region: Region,
         out: &mut [O],
         conv: impl Fn(f64) -> O,
     ) {
         let s = ch.scaling;
         let (shape, strides) = (self.shape, self.strides);
         with_voxel_type!(ch.dtype, T, {
-            gather(
-                ch.values::<T>(),
-                shape,
-                strides,
-                origin,
-                patch,
-                out,
-                |v: T| conv(scaled(v, s)),
-            )
+            gather(ch.values::<T>(), shape, strides, region, out, |v: T| {
+                conv(scaled(v, s))
+            })
         })
     }
 }
 
-/// out[(x·py + y)·pz + z] = conv(src[(origin + (x, y, z)) · strides]), zero outside `shape`,
-/// for any strides. Tuned for the two layouts volumes have: 2D images ([H, W, 1], W
+/// Where a crop reads: `patch` voxels from `origin`, mirrored along each axis `flip` marks
+/// (output index i reads origin + patch − 1 − i there): flips folded into the crop instead of
+/// a rearranging pass over it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Region {
+    pub origin: [i64; 3],
+    pub patch: [usize; 3],
+    pub flip: [bool; 3],
+}
+
+impl Region {
+    /// The unmirrored crop of `patch` at `origin`.
+    pub fn at(origin: [i64; 3], patch: [usize; 3]) -> Region {
+        Region {
+            origin,
+            patch,
+            flip: [false; 3],
+        }
+    }
+}
+
+/// out[(x·py + y)·pz + z] = conv(src[(origin + m(x, y, z)) · strides]), m mirroring the
+/// flipped axes (`Region`), zero outside `shape`, for any strides. Tuned for the two layouts volumes have: 2D images ([H, W, 1], W
 /// contiguous) copy whole rows; NIfTI volumes (x contiguous) go in 16-wide z tiles so each
 /// source row is read in order and each output cache line is written whole.
 fn gather<T: Copy, O: Copy + Default>(
     src: &[T],
     shape: [usize; 3],
     strides: [usize; 3],
-    origin: [i64; 3],
-    patch: [usize; 3],
+    region: Region,
     out: &mut [O],
     conv: impl Fn(T) -> O,
 ) {
+    let Region {
+        origin,
+        patch,
+        flip,
+    } = region;
     let [_, py, pz] = patch;
     let mut lo = [0usize; 3]; // first patch index inside the volume, per axis
     let mut hi = [0usize; 3]; // one past the last
     for d in 0..3 {
         lo[d] = (-origin[d]).clamp(0, patch[d] as i64) as usize;
         hi[d] = (shape[d] as i64 - origin[d]).clamp(lo[d] as i64, patch[d] as i64) as usize;
+        if flip[d] {
+            // output index i reads crop index patch − 1 − i
+            (lo[d], hi[d]) = (patch[d] - hi[d], patch[d] - lo[d]);
+        }
     }
     if lo != [0; 3] || hi != patch {
         out.fill(O::default());
@@ -468,14 +544,25 @@ fn gather<T: Copy, O: Copy + Default>(
     if (0..3).any(|d| lo[d] >= hi[d]) {
         return;
     }
-    let at = |d: usize, i: usize| (origin[d] + i as i64) as usize * strides[d];
+    let at = |d: usize, i: usize| {
+        let i = if flip[d] { patch[d] - 1 - i } else { i };
+        (origin[d] + i as i64) as usize * strides[d]
+    };
     if strides[1] == 1 && patch[2] == 1 {
-        // 2D images: [H, W, 1] with W contiguous, copy whole y-runs
+        // 2D images: [H, W, 1] with W contiguous, copy whole y-runs (backwards when mirrored)
+        let run = hi[1] - lo[1];
         for x in lo[0]..hi[0] {
             let dst = &mut out[x * py..][lo[1]..hi[1]];
-            let src_row = &src[at(0, x) + at(1, lo[1]) + at(2, 0)..][..hi[1] - lo[1]];
-            for (o, &v) in dst.iter_mut().zip(src_row) {
-                *o = conv(v);
+            let first = at(0, x) + at(1, lo[1]) + at(2, 0);
+            if flip[1] {
+                let src_row = &src[first + 1 - run..=first];
+                for (o, &v) in dst.iter_mut().zip(src_row.iter().rev()) {
+                    *o = conv(v);
+                }
+            } else {
+                for (o, &v) in dst.iter_mut().zip(&src[first..][..run]) {
+                    *o = conv(v);
+                }
             }
         }
         return;
@@ -524,6 +611,7 @@ fn file_channels(
             dtype,
             scaling,
             map: ValueMap::IDENTITY,
+            lut: OnceLock::new(),
         })
         .collect();
     Ok((s, channels))
@@ -693,6 +781,86 @@ mod tests {
     }
 
     #[test]
+    fn table_crop_equals_the_float64_map_bit_for_bit() {
+        // x-fastest like NIfTI; the patch (70,520 voxels) is large enough for a 16-bit table
+        let shape = [40usize, 41, 43];
+        let n: usize = shape.iter().product();
+        let bytes = crate::resize::tests::noise(2 * n + 8, 11);
+        let words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let words = Arc::new(words);
+        let map = ValueMap {
+            lo: -3.0,
+            hi: 900.0,
+            sub: 17.25,
+            mul: 0.0123,
+        };
+        for dtype in [DType::U8, DType::I8, DType::U16, DType::I16] {
+            for scaling in [None, Some((0.37, -12.5))] {
+                let ch = Channel {
+                    words: words.clone(),
+                    start: 0,
+                    len: n,
+                    dtype,
+                    scaling,
+                    map,
+                    lut: OnceLock::new(),
+                };
+                let strides = [1, shape[0], shape[0] * shape[1]];
+                let vol = Decoded::assemble(shape, strides, vec![ch], None, Vec::new());
+                let region = Region {
+                    origin: [-2, 3, 1],
+                    patch: shape,
+                    flip: [true, false, true],
+                };
+                let mut got = vec![f32::NAN; n];
+                vol.crop_image(0, region, &mut got);
+                assert!(
+                    vol.channels[0].lut.get().is_some(),
+                    "{dtype:?}: table built"
+                );
+                let mut want = vec![f32::NAN; n];
+                vol.crop(&vol.channels[0], region, &mut want, |v| map.apply(v));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{dtype:?} {scaling:?}");
+                // a small crop before any table exists takes the direct path
+                let small = Region::at([0; 3], [4, 4, 4]);
+                let fresh = vol.channels[0].clone();
+                let vol = Decoded::assemble(
+                    shape,
+                    strides,
+                    vec![Channel {
+                        lut: OnceLock::new(),
+                        ..fresh
+                    }],
+                    None,
+                    Vec::new(),
+                );
+                let mut out = vec![0f32; 64];
+                vol.crop_image(0, small, &mut out);
+                assert!(vol.channels[0].lut.get().is_none());
+            }
+        }
+    }
+
+    /// A C-order [p0, p1, p2] crop mirrored along the flipped axes.
+    fn mirrored(crop: &[u16], p: [usize; 3], flip: [bool; 3]) -> Vec<u16> {
+        let mut out = vec![0u16; crop.len()];
+        for x in 0..p[0] {
+            for y in 0..p[1] {
+                for z in 0..p[2] {
+                    let m = |i: usize, d: usize| if flip[d] { p[d] - 1 - i } else { i };
+                    let src = (m(x, 0) * p[1] + m(y, 1)) * p[2] + m(z, 2);
+                    out[(x * p[1] + y) * p[2] + z] = crop[src];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
     fn gather_equals_the_naive_crop_in_both_layouts_with_padding() {
         let s = [7usize, 5, 19];
         let src: Vec<u16> = (0..(s[0] * s[1] * s[2]) as u16).collect();
@@ -701,9 +869,29 @@ mod tests {
         let flat = [s[1] * s[2], 1, s[1] * s[2]];
         for o in [[0i64, 0, 0], [-2, 3, 0], [5, -1, 0]] {
             for p in [[3usize, 4, 1], [9, 30, 1]] {
-                let mut out = vec![99u16; p.iter().product()];
-                gather(&src, [s[0], s[1] * s[2], 1], flat, o, p, &mut out, |v| v);
-                assert_eq!(out, naive(&src, [s[0], s[1] * s[2], 1], flat, o, p));
+                let shape = [s[0], s[1] * s[2], 1];
+                for flip in [
+                    [false; 3],
+                    [true, false, false],
+                    [false, true, false],
+                    [true; 3],
+                ] {
+                    let mut out = vec![99u16; p.iter().product()];
+                    gather(
+                        &src,
+                        shape,
+                        flat,
+                        Region {
+                            origin: o,
+                            patch: p,
+                            flip,
+                        },
+                        &mut out,
+                        |v| v,
+                    );
+                    let want = mirrored(&naive(&src, shape, flat, o, p), p, flip);
+                    assert_eq!(out, want, "{o:?} {p:?} {flip:?}");
+                }
             }
         }
         let origins = [
@@ -716,9 +904,22 @@ mod tests {
         for st in layouts {
             for o in origins {
                 for p in [[3usize, 4, 17], [9, 8, 21], [1, 1, 1]] {
-                    let mut out = vec![99u16; p.iter().product()];
-                    gather(&src, s, st, o, p, &mut out, |v| v);
-                    assert_eq!(out, naive(&src, s, st, o, p), "{st:?} {o:?} {p:?}");
+                    for flip in [
+                        [false; 3],
+                        [true, false, true],
+                        [false, true, false],
+                        [true; 3],
+                    ] {
+                        let mut out = vec![99u16; p.iter().product()];
+                        let region = Region {
+                            origin: o,
+                            patch: p,
+                            flip,
+                        };
+                        gather(&src, s, st, region, &mut out, |v| v);
+                        let want = mirrored(&naive(&src, s, st, o, p), p, flip);
+                        assert_eq!(out, want, "{st:?} {o:?} {p:?} {flip:?}");
+                    }
                 }
             }
         }
