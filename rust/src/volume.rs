@@ -419,15 +419,19 @@ impl Decoded {
 
     /// `crop_image` of an 8- or 16-bit channel through its value table (`Channel::lut`, the
     /// same function tabulated: equal bit for bit): a load per voxel instead of the float64
-    /// scaling and map. False (nothing written) for other types, or a crop smaller than the
-    /// table while none is built yet.
+    /// scaling and map. False (nothing written) for other types, or, while no table is
+    /// built, a crop smaller than the table or a volume under 16 times its size.
     fn crop_by_table(&self, ch: &Channel, region: Region, out: &mut [f32]) -> bool {
         let size = match ch.dtype {
             DType::U8 | DType::I8 => 1 << 8,
             DType::U16 | DType::I16 => 1 << 16,
             _ => return false,
         };
-        if ch.lut.get().is_none() && region.patch.iter().product::<usize>() < size {
+        // a table at most 1/16 of the channel's own bytes (the cache budget counts voxels,
+        // not tables), built by a crop that reads at least as many voxels as it has entries
+        let small_volume = 16 * size * 4 > ch.len * ch.dtype.size();
+        let small_crop = region.patch.iter().product::<usize>() < size;
+        if ch.lut.get().is_none() && (small_volume || small_crop) {
             return false;
         }
         let (built_for, lut) = ch.lut.get_or_init(|| (ch.map, ch.table(size)));
@@ -782,8 +786,10 @@ mod tests {
 
     #[test]
     fn table_crop_equals_the_float64_map_bit_for_bit() {
-        // x-fastest like NIfTI; the patch (70,520 voxels) is large enough for a 16-bit table
-        let shape = [40usize, 41, 43];
+        // x-fastest like NIfTI; the volume (2.1 M voxels) and the patch (70,520) are large
+        // enough for a 16-bit table
+        let shape = [128usize, 128, 130];
+        let patch = [40usize, 41, 43];
         let n: usize = shape.iter().product();
         let bytes = crate::resize::tests::noise(2 * n + 8, 11);
         let words: Vec<u64> = bytes
@@ -811,17 +817,18 @@ mod tests {
                 let strides = [1, shape[0], shape[0] * shape[1]];
                 let vol = Decoded::assemble(shape, strides, vec![ch], None, Vec::new());
                 let region = Region {
-                    origin: [-2, 3, 1],
-                    patch: shape,
+                    origin: [-2, 3, 100],
+                    patch,
                     flip: [true, false, true],
                 };
-                let mut got = vec![f32::NAN; n];
+                let m: usize = patch.iter().product();
+                let mut got = vec![f32::NAN; m];
                 vol.crop_image(0, region, &mut got);
                 assert!(
                     vol.channels[0].lut.get().is_some(),
                     "{dtype:?}: table built"
                 );
-                let mut want = vec![f32::NAN; n];
+                let mut want = vec![f32::NAN; m];
                 vol.crop(&vol.channels[0], region, &mut want, |v| map.apply(v));
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{dtype:?} {scaling:?}");
@@ -843,6 +850,26 @@ mod tests {
                 assert!(vol.channels[0].lut.get().is_none());
             }
         }
+        // a 16-bit volume under 16 times its table's bytes gets none
+        let ch = Channel {
+            words,
+            start: 0,
+            len: 1 << 20,
+            dtype: DType::I16,
+            scaling: None,
+            map,
+            lut: OnceLock::new(),
+        };
+        let vol = Decoded::assemble(
+            [128, 128, 64],
+            [1, 128, 128 * 128],
+            vec![ch],
+            None,
+            Vec::new(),
+        );
+        let mut out = vec![0f32; 128 * 128 * 8];
+        vol.crop_image(0, Region::at([0; 3], [128, 128, 8]), &mut out);
+        assert!(vol.channels[0].lut.get().is_none());
     }
 
     /// A C-order [p0, p1, p2] crop mirrored along the flipped axes.
