@@ -892,33 +892,30 @@ mod tests {
         let s = [7usize, 5, 19];
         let src: Vec<u16> = (0..(s[0] * s[1] * s[2]) as u16).collect();
         let layouts = [[1, s[0], s[0] * s[1]], [s[1] * s[2], s[2], 1]];
+        // every crop, unmirrored and mirrored along some axes, equals the naive crop mirrored
+        let check = |shape: [usize; 3], st: [usize; 3], o: [i64; 3], p: [usize; 3]| {
+            for flip in [
+                [false; 3],
+                [true, false, true],
+                [false, true, false],
+                [true; 3],
+            ] {
+                let mut out = vec![99u16; p.iter().product()];
+                let region = Region {
+                    origin: o,
+                    patch: p,
+                    flip,
+                };
+                gather(&src, shape, st, region, &mut out, |v| v);
+                let want = mirrored(&naive(&src, shape, st, o, p), p, flip);
+                assert_eq!(out, want, "{st:?} {o:?} {p:?} {flip:?}");
+            }
+        };
         // 2D: [H, W, 1] with W contiguous
         let flat = [s[1] * s[2], 1, s[1] * s[2]];
         for o in [[0i64, 0, 0], [-2, 3, 0], [5, -1, 0]] {
             for p in [[3usize, 4, 1], [9, 30, 1]] {
-                let shape = [s[0], s[1] * s[2], 1];
-                for flip in [
-                    [false; 3],
-                    [true, false, false],
-                    [false, true, false],
-                    [true; 3],
-                ] {
-                    let mut out = vec![99u16; p.iter().product()];
-                    gather(
-                        &src,
-                        shape,
-                        flat,
-                        Region {
-                            origin: o,
-                            patch: p,
-                            flip,
-                        },
-                        &mut out,
-                        |v| v,
-                    );
-                    let want = mirrored(&naive(&src, shape, flat, o, p), p, flip);
-                    assert_eq!(out, want, "{o:?} {p:?} {flip:?}");
-                }
+                check([s[0], s[1] * s[2], 1], flat, o, p);
             }
         }
         let origins = [
@@ -931,22 +928,7 @@ mod tests {
         for st in layouts {
             for o in origins {
                 for p in [[3usize, 4, 17], [9, 8, 21], [1, 1, 1]] {
-                    for flip in [
-                        [false; 3],
-                        [true, false, true],
-                        [false, true, false],
-                        [true; 3],
-                    ] {
-                        let mut out = vec![99u16; p.iter().product()];
-                        let region = Region {
-                            origin: o,
-                            patch: p,
-                            flip,
-                        };
-                        gather(&src, s, st, region, &mut out, |v| v);
-                        let want = mirrored(&naive(&src, s, st, o, p), p, flip);
-                        assert_eq!(out, want, "{st:?} {o:?} {p:?} {flip:?}");
-                    }
+                    check(s, st, o, p);
                 }
             }
         }
