@@ -439,22 +439,34 @@ impl Decoded {
             return false;
         }
         let (shape, strides) = (self.shape, self.strides);
-        // (fixed-size tables: an index from a u8 or u16 needs no bounds check)
+        // fixed-size tables: an index from a u8 or u16 needs no bounds check
         let small = || -> &[f32; 1 << 8] { lut[..].try_into().expect("8-bit table") };
         let large = || -> &[f32; 1 << 16] { lut[..].try_into().expect("16-bit table") };
         match ch.dtype {
-            DType::U8 => gather(ch.values::<u8>(), shape, strides, region, out, |v| {
-                small()[v as usize]
-            }),
-            DType::I8 => gather(ch.values::<i8>(), shape, strides, region, out, |v| {
-                small()[v as u8 as usize]
-            }),
-            DType::U16 => gather(ch.values::<u16>(), shape, strides, region, out, |v| {
-                large()[v as usize]
-            }),
-            DType::I16 => gather(ch.values::<i16>(), shape, strides, region, out, |v| {
-                large()[v as u16 as usize]
-            }),
+            DType::U8 => {
+                let t = small();
+                gather(ch.values::<u8>(), shape, strides, region, out, |v| {
+                    t[v as usize]
+                })
+            }
+            DType::I8 => {
+                let t = small();
+                gather(ch.values::<i8>(), shape, strides, region, out, |v| {
+                    t[v as u8 as usize]
+                })
+            }
+            DType::U16 => {
+                let t = large();
+                gather(ch.values::<u16>(), shape, strides, region, out, |v| {
+                    t[v as usize]
+                })
+            }
+            DType::I16 => {
+                let t = large();
+                gather(ch.values::<i16>(), shape, strides, region, out, |v| {
+                    t[v as u16 as usize]
+                })
+            }
             _ => unreachable!("8- and 16-bit types only (above)"),
         }
         true
