@@ -446,32 +446,32 @@ fn render(
     let plane = cfg.rot90.unwrap_or((0, 1));
     let plain = spec.rot90 == 0 && spec.flip == [false; 3];
     // a stored buffer that is the crop already is copied or rearranged as it is; otherwise
-    // crop straight into `out` (flips read mirrored by the crop itself), or, with a quarter
+    // crop straight into `out`, flips read mirrored by the crop itself, or, with a quarter
     // turn, into a scratch crop that `permute` then rearranges
-    let turned = spec.rot90 != 0;
-    let region = Region {
-        origin: spec.origin,
-        patch: p,
-        flip: if turned { [false; 3] } else { spec.flip },
-    };
     fn place<T: Copy + Default>(
         out: &mut [T],
-        (plain, turned): (bool, bool),
+        spec: &SampleSpec,
         whole: Option<&[T]>,
-        crop: impl FnOnce(&mut [T]),
+        crop: impl FnOnce(&mut [T], [bool; 3]),
         rearrange: impl FnOnce(&[T], &mut [T]),
     ) {
-        match (whole, plain) {
-            (Some(src), true) => out.copy_from_slice(src),
-            (Some(src), false) => rearrange(src, out),
-            (None, _) if !turned => crop(out),
-            (None, _) => {
+        let plain = spec.rot90 == 0 && spec.flip == [false; 3];
+        match whole {
+            Some(src) if plain => out.copy_from_slice(src),
+            Some(src) => rearrange(src, out),
+            None if spec.rot90 == 0 => crop(out, spec.flip),
+            None => {
                 let mut scratch = vec![T::default(); out.len()];
-                crop(&mut scratch);
+                crop(&mut scratch, [false; 3]);
                 rearrange(&scratch, out);
             }
         }
     }
+    let region = |flip| Region {
+        origin: spec.origin,
+        patch: p,
+        flip,
+    };
     if spec.angle != 0.0 {
         rotated(cfg, vol, spec, (plane, plain), image, label);
     } else {
@@ -482,9 +482,9 @@ fn render(
         if let Some(out) = label {
             place(
                 out,
-                (plain, turned),
+                spec,
                 vol.whole_label(spec.origin, p),
-                |buf| vol.crop_label(region, buf),
+                |buf, flip| vol.crop_label(region(flip), buf),
                 |crop, out| permute(crop, out, p, spec, plane),
             );
         }
@@ -500,9 +500,9 @@ fn render(
         for c in 0..channels {
             place(
                 &mut image[c * n..(c + 1) * n],
-                (plain, turned),
+                spec,
                 wholes.as_ref().map(|w| w[c]),
-                |buf| vol.crop_image(c, region, buf),
+                |buf, flip| vol.crop_image(c, region(flip), buf),
                 |crop, out| permute(crop, out, p, spec, plane),
             );
         }

@@ -438,38 +438,36 @@ impl Decoded {
         if *built_for != ch.map {
             return false;
         }
-        let (shape, strides) = (self.shape, self.strides);
-        // fixed-size tables: an index from a u8 or u16 needs no bounds check
-        let small = || -> &[f32; 1 << 8] { lut[..].try_into().expect("8-bit table") };
-        let large = || -> &[f32; 1 << 16] { lut[..].try_into().expect("16-bit table") };
         match ch.dtype {
-            DType::U8 => {
-                let t = small();
-                gather(ch.values::<u8>(), shape, strides, region, out, |v| {
-                    t[v as usize]
-                })
-            }
+            DType::U8 => self.lookup::<_, 256>(ch.values::<u8>(), lut, region, out, |v| v as usize),
             DType::I8 => {
-                let t = small();
-                gather(ch.values::<i8>(), shape, strides, region, out, |v| {
-                    t[v as u8 as usize]
-                })
+                self.lookup::<_, 256>(ch.values::<i8>(), lut, region, out, |v| v as u8 as usize)
             }
             DType::U16 => {
-                let t = large();
-                gather(ch.values::<u16>(), shape, strides, region, out, |v| {
-                    t[v as usize]
-                })
+                self.lookup::<_, 65536>(ch.values::<u16>(), lut, region, out, |v| v as usize)
             }
             DType::I16 => {
-                let t = large();
-                gather(ch.values::<i16>(), shape, strides, region, out, |v| {
-                    t[v as u16 as usize]
-                })
+                self.lookup::<_, 65536>(ch.values::<i16>(), lut, region, out, |v| v as u16 as usize)
             }
             _ => unreachable!("8- and 16-bit types only (above)"),
         }
         true
+    }
+
+    /// `gather` of `values` through a table of N entries, `index` a value's entry (a table of
+    /// fixed size: an index from a u8 or u16 needs no bounds check).
+    fn lookup<T: Copy, const N: usize>(
+        &self,
+        values: &[T],
+        lut: &[f32],
+        region: Region,
+        out: &mut [f32],
+        index: impl Fn(T) -> usize,
+    ) {
+        let table: &[f32; N] = lut.try_into().expect("a table of the type's size");
+        gather(values, self.shape, self.strides, region, out, |v| {
+            table[index(v)]
+        })
     }
 
     /// Crop the label like `crop_image` (values were checked to fit uint8 at decode).
@@ -527,9 +525,10 @@ impl Region {
 }
 
 /// out[(x·py + y)·pz + z] = conv(src[(origin + m(x, y, z)) · strides]), m mirroring the
-/// flipped axes (`Region`), zero outside `shape`, for any strides. Tuned for the two layouts volumes have: 2D images ([H, W, 1], W
-/// contiguous) copy whole rows; NIfTI volumes (x contiguous) go in 16-wide z tiles so each
-/// source row is read in order and each output cache line is written whole.
+/// flipped axes (`Region`), zero outside `shape`, for any strides. Tuned for the two layouts
+/// volumes have: 2D images ([H, W, 1], W contiguous) copy whole rows; NIfTI volumes (x
+/// contiguous) go in 16-wide z tiles so each source row is read in order and each output
+/// cache line is written whole.
 fn gather<T: Copy, O: Copy + Default>(
     src: &[T],
     shape: [usize; 3],
