@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_PROVIDERS = ("qgfast-image", "pil-dataloader-2w")
+# qgfast-image decodes JPEGs with libjpeg-turbo (skipped where it does not load),
+# qgfast-image-zune with the built-in zune-jpeg
+IMAGE_PROVIDERS = ("qgfast-image", "qgfast-image-zune", "pil-dataloader-2w")
 PROVIDERS = (
     "qgfast",
     "qgfast-nii",
@@ -142,7 +144,7 @@ class PilImages(torch.utils.data.Dataset):
 def make_images(name: str, data: Path, size, batch: int, rotation: int = 0):
     images = sorted((data / "images").glob("*.jpg"))
     masks = [data / "masks" / p.with_suffix(".png").name for p in images]
-    if name == "qgfast-image":
+    if name.startswith("qgfast-image"):
         from qgfast.data import ImageStream
 
         cases = [{"images": [p], "label": m} for p, m in zip(images, masks, strict=True)]
@@ -155,6 +157,7 @@ def make_images(name: str, data: Path, size, batch: int, rotation: int = 0):
             gain=None,
             cache_bytes=0,
             threads=2,
+            jpeg_decoder="zune" if name == "qgfast-image-zune" else "libjpeg-turbo",
         )
 
         return _cycle(stream)

@@ -27,7 +27,9 @@ the baseline provider (`{baseline}`; for the whole generator, the authors-style 
 CPU generator; for NIfTI decode, nibabel; for SSL batches, a torch DataLoader with 2
 workers over nibabel, and there `speed-up` compares batches/s over the whole run, since
 p50 hides a queue's periodic refills) in the same run only. CPU and GPU rows are in
-separate sections and never share a ratio.
+separate sections and never share a ratio. 2D rows (`image-batch`): `qgfast-image` decodes
+JPEGs with libjpeg-turbo from the AMD EPYC runs on, `qgfast-image-zune` with zune-jpeg; the
+Intel Xeon runs predate libjpeg-turbo, so their `qgfast-image` is zune-jpeg.
 """
 
 COLUMNS = ("shape", "dtype", "mode", "provider", "p50 ms (p20–p80)", "peak MiB", "speed-up", "mem")

@@ -5,7 +5,7 @@ from qgfast.data.dataset import CaseDataset, normalise, resize
 from qgfast.data.errors import DataError
 from qgfast.data.folders import Case, find_cases, read_case, read_image, read_label
 from qgfast.data.nifti import NiftiVolume, nifti_header, read_nifti, write_nifti
-from qgfast.data.stream import ImageStream, VolumeStream
+from qgfast.data.stream import ImageStream, VolumeStream, auto_jpeg_decoder
 from qgfast.data.synthetic import make_synthetic_dataset
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ImageStream",
     "NiftiVolume",
     "VolumeStream",
+    "auto_jpeg_decoder",
     "convert",
     "find_cases",
     "make_synthetic_dataset",

@@ -42,6 +42,17 @@ from qgfast.data.folders import Case, case_paths
 
 log = logging.getLogger(__name__)
 NORMS = ("zscore", "zscore-nonzero", "percentile", "window", "none")
+JPEG_DECODERS = ("auto", "libjpeg-turbo", "zune")
+
+
+def auto_jpeg_decoder() -> tuple[str, str]:
+    """The JPEG decoder ``jpeg_decoder="auto"`` takes in this process and why: libjpeg-turbo
+    where the system's libturbojpeg loads (PIL's decoder: pixels equal PIL's, and faster),
+    zune-jpeg (built in; within a few levels of PIL) otherwise."""
+    from qgfast import _native
+
+    detail = _native.build_info("jpeg_decoder")
+    return ("libjpeg-turbo" if detail.startswith("libjpeg-turbo") else "zune"), detail
 
 
 def _range(value, name: str, prob: float) -> tuple[float, float, float] | None:
@@ -186,6 +197,7 @@ class VolumeStream(IterableDataset):
             "prefetch": int(prefetch),
             "skip_errors": on_error == "skip",
             "max_bytes": int(max_bytes),
+            "jpeg_decoder": "auto",
         }
         if samples_per_volume < 1:
             raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}")
@@ -309,6 +321,7 @@ class ImageStream(VolumeStream):
         jitter_prob: float = 0.8,
         normalisation: str = "imagenet",
         cache_bytes: int = 1 << 30,
+        jpeg_decoder: str = "auto",
         **kwargs: Any,
     ) -> None:
         h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -349,6 +362,12 @@ class ImageStream(VolumeStream):
         self.config["contrast"] = _range(contrast, "contrast", jitter_prob)
         self.config["gain"] = _range(gain, "gain", jitter_prob)
         self.config["post_norm"] = post[normalisation]
+        if jpeg_decoder not in JPEG_DECODERS:
+            raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, got {jpeg_decoder!r}")
+        auto, detail = auto_jpeg_decoder()
+        if jpeg_decoder == "libjpeg-turbo" and auto != jpeg_decoder:
+            raise ValueError(f'jpeg_decoder="libjpeg-turbo", but it does not load here: {detail}')
+        self.config["jpeg_decoder"] = jpeg_decoder
 
     def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         part["image"] = part["image"][..., 0]  # [B, C, H, W, 1] → [B, C, H, W], a view

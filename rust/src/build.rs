@@ -22,6 +22,8 @@ pub fn facts() -> Vec<(&'static str, String)> {
         ("rustc", env!("QGFAST_RUSTC_VERSION").to_string()),
         ("abi3", "cp310".to_string()),
         ("available_threads", threads.to_string()),
+        // found at run time, not build time: the decoder ImageStream's "auto" takes
+        ("jpeg_decoder", crate::jpeg::describe()),
     ]
 }
 

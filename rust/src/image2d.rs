@@ -10,6 +10,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use crate::errors::Error;
+use crate::jpeg::{self, Choice};
 use crate::nifti::data;
 use crate::resize::{resize_nearest, LinearResizer};
 use crate::volume::Decoded;
@@ -38,46 +39,21 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| data(path, format!("cannot open: {e}")))
 }
 
-/// The `image` crate's default allocation cap, kept for the direct JPEG path too: a header
-/// may claim up to 65535² pixels.
-const MAX_IMAGE_BYTES: usize = 512 << 20;
-
-/// JPEG straight through zune-jpeg (the decoder `image` wraps, same options) into a reused
-/// buffer: interleaved RGB, or grey for a grey file. None where the generic path should run
-/// instead (alpha colour spaces, a decode error: that path words the error).
-fn decode_jpeg_into(bytes: &[u8], pixels: &mut Vec<u8>) -> Option<(usize, usize, usize)> {
-    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
-    let options = DecoderOptions::default()
-        .set_strict_mode(false)
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder.decode_headers().ok()?;
-    let (c, colours) = match decoder.input_colorspace()? {
-        ColorSpace::Luma => (1, ColorSpace::Luma),
-        ColorSpace::RGBA | ColorSpace::LumaA => return None,
-        _ => (3, ColorSpace::RGB), // YCbCr, RGB, CMYK, YCCK: what `image` asks for too
-    };
-    decoder.set_options(decoder.options().jpeg_set_out_colorspace(colours));
-    let (w, h) = decoder.dimensions()?;
-    let size = decoder.output_buffer_size()?;
-    if size > MAX_IMAGE_BYTES || size != h * w * c {
-        return None;
-    }
-    // zeroed every time: a truncated file leaves part of the output unwritten, which must
-    // read as zeros, not as the previous image
-    pixels.clear();
-    pixels.resize(size, 0);
-    decoder.decode_into(pixels).ok()?;
-    Some((c, h, w))
-}
-
 /// Image as interleaved uint8 [H, W, C] (C = 1 grey, 3 otherwise) in `pixels`; its (C, H, W).
-pub fn decode_image(path: &Path, pixels: &mut Vec<u8>) -> Result<(usize, usize, usize), Error> {
+/// JPEGs go to the stream's JPEG decoder (`jpeg`), the rest and the JPEGs that decoder does
+/// not take to the `image` crate.
+pub fn decode_image(
+    path: &Path,
+    pixels: &mut Vec<u8>,
+    jpeg: (Choice, &mut jpeg::Decoder),
+) -> Result<(usize, usize, usize), Error> {
     let bytes = read(path)?;
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        if let Some(dims) = decode_jpeg_into(&bytes, pixels) {
-            return Ok(dims);
+        let (choice, decoder) = jpeg;
+        match decoder.decode_into(choice, &bytes, pixels) {
+            Ok(Some(dims)) => return Ok(dims),
+            Ok(None) => {}
+            Err(why) => return Err(data(path, format!("cannot decode JPEG: {why}"))),
         }
     }
     let img = decode_any(path, &bytes)?;
@@ -204,7 +180,8 @@ fn decode_mask(
 }
 
 /// Per-thread buffers reused from image to image: the decoded pixels, the resizer (its
-/// block scratch and the last sizes' taps), the raw PNG frame and the mask values. Fresh
+/// block scratch and the last sizes' taps), the raw PNG frame, the mask values, and the
+/// thread's JPEG decompressor. Fresh
 /// 0.3–1.4 MB buffers per image cost zeroing and page faults on the order of the resize
 /// itself; buffers of outsized images are not kept.
 #[derive(Default)]
@@ -213,6 +190,7 @@ struct Scratch {
     resizer: LinearResizer,
     png: Vec<u8>,
     mask: Vec<u8>,
+    jpeg: jpeg::Decoder,
 }
 
 const SCRATCH_KEEP_BYTES: usize = 64 << 20;
@@ -241,10 +219,11 @@ pub fn decode(
     image: &Path,
     label: Option<&std::path::PathBuf>,
     size: [usize; 2],
+    jpeg: Choice,
 ) -> Result<Decoded, Error> {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
-        let decoded = decode_with(image, label, size, scratch);
+        let decoded = decode_with(image, label, size, jpeg, scratch);
         scratch.trim();
         decoded
     })
@@ -254,10 +233,11 @@ fn decode_with(
     image: &Path,
     label: Option<&std::path::PathBuf>,
     size: [usize; 2],
+    jpeg: Choice,
     scratch: &mut Scratch,
 ) -> Result<Decoded, Error> {
     let n = size[0] * size[1];
-    let (c, h, w) = decode_image(image, &mut scratch.pixels)?;
+    let (c, h, w) = decode_image(image, &mut scratch.pixels, (jpeg, &mut scratch.jpeg))?;
     // every word is written by the resize (an odd count leaves a never-read half)
     let mut planes = crate::buffer::spare_words((c * n).div_ceil(2));
     let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
@@ -289,37 +269,6 @@ fn decode_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resize::tests::noise;
-
-    #[test]
-    fn jpeg_fast_path_equals_the_image_crate() {
-        let (w, h) = (37u32, 29u32);
-        for (colour, c) in [
-            (image::ExtendedColorType::Rgb8, 3usize),
-            (image::ExtendedColorType::L8, 1),
-        ] {
-            // a smooth image with noise: JPEG keeps detail, so chroma and blocks matter
-            let raw: Vec<u8> = noise((w * h) as usize * c, 7)
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (v / 4).wrapping_add((i / c % w as usize) as u8 * 5))
-                .collect();
-            let mut jpeg = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
-                .encode(&raw, w, h, colour)
-                .unwrap();
-            let mut fast = Vec::new();
-            let (stored, hh, ww) = decode_jpeg_into(&jpeg, &mut fast).expect("fast path");
-            assert_eq!((hh, ww), (h as usize, w as usize));
-            let generic = decode_any(Path::new("x.jpg"), &jpeg).unwrap();
-            assert_eq!(stored, c);
-            if c == 3 {
-                assert_eq!(fast, generic.to_rgb8().into_raw());
-            } else {
-                assert_eq!(fast, generic.to_luma8().into_raw());
-            }
-        }
-    }
 
     /// `QGFAST_IMAGES=DIR cargo test --release image_decode_speed -- --ignored --nocapture`:
     /// decode + resize + mask per image of DIR/images/*.jpg with DIR/masks/*.png, one thread.
@@ -347,7 +296,7 @@ mod tests {
         for _ in 0..5 {
             let t = std::time::Instant::now();
             for (i, m) in images.iter().zip(&masks) {
-                drop(decode(i, Some(m), [224, 224]).unwrap());
+                drop(decode(i, Some(m), [224, 224], Choice::Auto).unwrap());
             }
             best = best.min(t.elapsed().as_secs_f64() * 1e3 / images.len() as f64);
         }

@@ -17,6 +17,7 @@ pub mod components;
 pub mod counter_rng;
 pub mod errors;
 pub mod image2d;
+pub mod jpeg;
 pub mod nifti;
 pub mod remap;
 mod resize;
@@ -314,6 +315,7 @@ fn stream_config(d: &Bound<'_, PyDict>) -> PyResult<stream::Config> {
         prefetch: config_item(d, "prefetch")?,
         skip_errors: config_item(d, "skip_errors")?,
         max_bytes: config_item(d, "max_bytes")?,
+        jpeg: jpeg::Choice::parse(&config_item::<String>(d, "jpeg_decoder")?)?,
     };
     let plane_ok = |(a, b): (usize, usize)| a < 3 && b < 3 && a != b;
     for (name, plane) in [

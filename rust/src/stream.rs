@@ -61,6 +61,8 @@ pub struct Config {
     pub prefetch: usize,
     pub skip_errors: bool,
     pub max_bytes: usize,
+    /// which decoder reads JPEG images (`jpeg`)
+    pub jpeg: crate::jpeg::Choice,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -798,7 +800,12 @@ impl Epoch {
             .ok_or_else(|| Error::InvalidArgument(format!("case {case} has no image")))?;
         let vol = if image2d::is_2d(first) {
             let p = self.cfg.patch;
-            Arc::new(image2d::decode(first, c.label.as_ref(), [p[0], p[1]])?)
+            Arc::new(image2d::decode(
+                first,
+                c.label.as_ref(),
+                [p[0], p[1]],
+                self.cfg.jpeg,
+            )?)
         } else {
             Arc::new(decode(
                 &c.images,
