@@ -320,7 +320,7 @@ mod tests {
         let raw: Vec<u8> = noise((w * h) as usize * c, 7)
             .iter()
             .enumerate()
-            .map(|(i, &v)| (v / 4).wrapping_add((i / c % w as usize) as u8 * 5))
+            .map(|(i, &v)| (v / 4).wrapping_add(((i / c % w as usize) as u8).wrapping_mul(5)))
             .collect();
         let colour = if c == 3 {
             image::ExtendedColorType::Rgb8
