@@ -78,3 +78,8 @@ def shape_fill_u8(
 
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""
+
+def write_volume_stats(path: str | PathLike[str], role: str, max_bytes: int = ...) -> str:
+    """Write ``<path>.qgstats`` beside the uncompressed NIfTI ``path`` ("image": per-channel
+    value counts or z-score maps; "label": the checked foreground list), so a stream crops it
+    reading only each patch's bytes; its path."""

@@ -9,10 +9,15 @@ written to a temporary name and renamed, so an interrupted run never leaves a pa
 file under a final name. Files already uncompressed, and 2D images, are used in place.
 The trade: disk space (the ``.nii`` is the raw voxel size, ~1.6–2× the ``.nii.gz`` for MR).
 
-Why not a memory-mapped layout that reads only a patch's bytes (nnU-Net's ``.npy``)? A
-mapped file truncated under a running job kills the process with SIGBUS, and qgfast never
-crashes on bad input; a positioned read of the whole volume fails cleanly instead, and at
-~3 GB/s from the page cache it costs less than the statistics pass normalisation needs.
+Each copy also gets a statistics file (``<copy>.qgstats``: per image channel the value
+counts, or for float voxels the z-score maps; per label its checked foreground positions),
+so a ``VolumeStream`` over the copies reads only the bytes each patch covers (one
+positioned read per z slice of the patch) instead of the whole volume, nnU-Net's trick,
+with the same batches bit for bit. The statistics file records the copy's size and
+modification time: a copy changed since is read whole again, never with stale statistics.
+Why positioned reads and not a memory map: a mapped file truncated under a running job
+kills the process with SIGBUS, and qgfast never crashes on bad input; a short read fails
+cleanly with a ``DataError`` instead.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qgfast.data.errors import DataError
+from qgfast.data.errors import DataError, native_data_errors
 from qgfast.data.folders import Case, case_paths
 from qgfast.data.nifti import nifti_header
 
@@ -57,6 +62,16 @@ def _inflate(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _stats_path(path: Path) -> Path:
+    return path.with_name(path.name + ".qgstats")
+
+
+def _native():
+    from qgfast import _native
+
+    return _native
+
+
 def _is_gz(path: Path) -> bool:
     return path.name.lower().endswith(".nii.gz")
 
@@ -72,8 +87,10 @@ def convert(
     pointing at the copies (``Case`` objects stay ``Case``, dicts stay dicts). The copies
     keep the files' folders relative to their common parent (``imagesTr/x.nii.gz`` →
     ``out_dir/imagesTr/x.nii``), so same-named files in different folders stay apart. A
-    copy newer than its source is reused unless ``overwrite``. Raises ``DataError`` naming
-    a file that is not valid NIfTI or whose gzip stream is corrupt."""
+    copy newer than its source is reused unless ``overwrite``; each copy's statistics file
+    is (re)written unless newer than the copy. Raises ``DataError`` naming a file that is not
+    valid NIfTI, whose gzip stream is corrupt, or a label that is not whole numbers in
+    0..255."""
     out_dir = Path(out_dir)
     cases = list(cases)
     listed = [case_paths(case) for case in cases]
@@ -93,6 +110,12 @@ def convert(
         if overwrite or not _up_to_date(src, dst):
             dst.parent.mkdir(parents=True, exist_ok=True)
             _inflate(src, dst)
+    roles = {targets[p]: "image" for images, _ in listed for p in images if p in targets}
+    roles |= {targets[lab]: "label" for _, lab in listed if lab in targets}
+    for dst, role in roles.items():
+        if overwrite or not _up_to_date(dst, _stats_path(dst)):
+            with native_data_errors():
+                _native().write_volume_stats(str(dst), role)
     converted = []
     for case, (images, label) in zip(cases, listed, strict=True):
         images = [targets.get(p, p) for p in images]

@@ -24,6 +24,7 @@ mod resize;
 mod rotate;
 pub mod stream;
 pub mod volume;
+mod volume_stats;
 
 use errors::{detached, Error, NativeDataError, NativeError};
 
@@ -259,6 +260,28 @@ fn read_nifti<'py>(
     })
 }
 
+/// `write_volume_stats(path, role, max_bytes)`: the statistics file of the uncompressed
+/// NIfTI `path` as an "image" or a "label" (`volume_stats`), written beside it; its path.
+/// A stream then crops that file reading only each patch's bytes.
+#[pyfunction]
+#[pyo3(signature = (path, role, max_bytes=usize::MAX))]
+fn write_volume_stats(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    role: &str,
+    max_bytes: usize,
+) -> PyResult<std::path::PathBuf> {
+    let role = match role {
+        "image" => volume_stats::Role::Image,
+        "label" => volume_stats::Role::Label,
+        other => {
+            let msg = format!("role must be \"image\" or \"label\", got {other:?}");
+            return Err(Error::InvalidArgument(msg).into());
+        }
+    };
+    detached(py, move || volume_stats::write(&path, role, max_bytes))
+}
+
 fn config_item<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
     d.get_item(key)?
         .ok_or_else(|| Error::InvalidArgument(format!("stream config lacks {key:?}")))?
@@ -422,13 +445,14 @@ impl VolumeStreamCore {
         })
     }
 
-    /// {"cache_hits", "cache_misses", "cache_bytes", "skipped": [(case, reason), ...],
+    /// {"cache_hits", "cache_misses", "block_reads", "cache_bytes", "skipped": [(case, reason), ...],
     /// "reused_volume_buffers"}
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         use std::sync::atomic::Ordering::Relaxed;
         let d = PyDict::new(py);
         d.set_item("cache_hits", self.cache.hits.load(Relaxed))?;
         d.set_item("cache_misses", self.cache.misses.load(Relaxed))?;
+        d.set_item("block_reads", self.cache.block_reads.load(Relaxed))?;
         d.set_item("cache_bytes", self.cache.bytes())?;
         let bad = self.cache.bad.lock().map(|b| b.clone()).unwrap_or_default();
         d.set_item("skipped", bad)?;
@@ -600,5 +624,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(counter_uniforms, m)?)?;
     m.add_function(wrap_pyfunction!(gather_nearest_u8, m)?)?;
     m.add_function(wrap_pyfunction!(shape_fill_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(write_volume_stats, m)?)?;
     Ok(())
 }

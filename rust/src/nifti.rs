@@ -377,7 +377,7 @@ fn words_for(nbytes: usize) -> Vec<u64> {
     crate::buffer::zeroed(nbytes.div_ceil(8))
 }
 
-fn is_gzip(path: &Path) -> Result<bool, Error> {
+pub fn is_gzip(path: &Path) -> Result<bool, Error> {
     let mut magic = [0u8; 2];
     let mut file = open(path)?;
     let n = file
@@ -476,6 +476,22 @@ fn read_plain(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<
     let words = crate::buffer::read_words_at(&file, start, nbytes, spares)
         .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
     Ok(native_volume(header, words, nbytes))
+}
+
+/// An uncompressed file's open handle, header and voxel offset, checked against the file
+/// size and the cap as `read_plain` checks them, without reading any voxel (crops read
+/// their own bytes: `volume::Files`).
+pub fn open_plain(path: &Path, max_bytes: usize) -> Result<(File, Header, u64), Error> {
+    let file = open(path)?;
+    let len = file
+        .metadata()
+        .map_err(|e| data(path, format!("cannot stat: {e}")))?
+        .len();
+    let mut block = vec![0u8; NIFTI2_SIZE];
+    let n =
+        read_up_to(&mut &file, &mut block).map_err(|e| data(path, format!("cannot read: {e}")))?;
+    let (header, start, _) = plain_layout(&block[..n], len, path, max_bytes)?;
+    Ok((file, header, start))
 }
 
 /// A volume whose `words` hold its `nbytes` voxel bytes from the start, in file byte order.
@@ -679,7 +695,7 @@ fn inflate_whole(compressed: &[u8], total: u64, spares: Option<&Spares>) -> Opti
     }
 }
 
-fn to_native(header: &Header, bytes: &mut [u8]) {
+pub fn to_native(header: &Header, bytes: &mut [u8]) {
     let size = header.dtype.size();
     if header.big_endian != cfg!(target_endian = "big") && size > 1 {
         for chunk in bytes.chunks_exact_mut(size) {

@@ -169,6 +169,8 @@ pub struct Cache {
     inner: Mutex<CacheInner>,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// samples cropped from a block read for them (volumes opened by their statistics)
+    pub block_reads: AtomicU64,
     pub bad: Mutex<Vec<(usize, String)>>,
 }
 
@@ -359,6 +361,17 @@ fn draw(cfg: &Config, vol: &Decoded, case: usize, rng: &mut Rng) -> SampleSpec {
         contrast,
         gain,
         angle,
+    }
+}
+
+/// The region of the volume `render` reads for `spec` (origin, shape): the patch, or with a
+/// rotation its window.
+fn reads(cfg: &Config, spec: &SampleSpec) -> ([i64; 3], [usize; 3]) {
+    if spec.angle != 0.0 {
+        let win = rotate::Window::new(spec.origin, cfg.patch, cfg.rotation_plane, spec.angle);
+        (win.origin, win.shape)
+    } else {
+        (spec.origin, cfg.patch)
     }
 }
 
@@ -898,13 +911,22 @@ impl Epoch {
             let mut rng = Rng::keyed(&[self.cfg.seed, self.epoch, stream, 1 + slot as u64]);
             let spec = draw(&self.cfg, &vol, case, &mut rng);
             let lab = label.as_mut().map(|l| &mut l[j * n..(j + 1) * n]);
-            render(
-                &self.cfg,
-                &vol,
-                &spec,
-                &mut image[j * channels * n..(j + 1) * channels * n],
-                lab,
-            );
+            let out = &mut image[j * channels * n..(j + 1) * channels * n];
+            // a volume opened by its statistics: read just the block the sample covers,
+            // and render from it with the origin moved into it
+            let (origin, shape) = reads(&self.cfg, &spec);
+            match vol.read_block(origin, shape, &self.buffers.volumes)? {
+                Some((block, at)) => {
+                    self.cache.block_reads.fetch_add(1, Ordering::Relaxed);
+                    let mut local = spec.clone();
+                    for (o, a) in local.origin.iter_mut().zip(at) {
+                        *o -= a;
+                    }
+                    render(&self.cfg, &block, &local, out, lab);
+                    block.recycle(&self.buffers.volumes);
+                }
+                None => render(&self.cfg, &vol, &spec, out, lab),
+            }
             specs.push(spec);
             current = Some((case, vol));
         }

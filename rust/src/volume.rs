@@ -50,6 +50,15 @@ impl ValueMap {
         mul: 1.0,
     };
 
+    /// [lo, hi, sub, mul], as a statistics file stores them
+    pub(crate) fn to_array(self) -> [f64; 4] {
+        [self.lo, self.hi, self.sub, self.mul]
+    }
+
+    pub(crate) fn from_array([lo, hi, sub, mul]: [f64; 4]) -> ValueMap {
+        ValueMap { lo, hi, sub, mul }
+    }
+
     #[inline]
     fn apply(&self, v: f64) -> f32 {
         ((v.clamp(self.lo, self.hi) - self.sub) * self.mul) as f32
@@ -117,7 +126,7 @@ impl Channel {
     /// (scaled value, count) of every value present, ascending, for 8- and 16-bit voxels:
     /// one histogram pass replaces the passes over every voxel that the statistics need,
     /// and gives exact percentiles without sorting. None for wider types.
-    fn value_counts(&self) -> Option<Vec<(f64, u64)>> {
+    pub(crate) fn value_counts(&self) -> Option<Vec<(f64, u64)>> {
         fn histogram<T: Voxel>(values: &[T], bins: usize, bin: impl Fn(T) -> usize) -> Vec<u64> {
             let mut counts = vec![0u64; bins];
             for &v in values {
@@ -150,14 +159,6 @@ impl Channel {
         Some(pairs)
     }
 
-    /// `f(value, weight)` over the channel: its value counts when given, else every voxel.
-    fn visit(&self, counts: Option<&[(f64, u64)]>, mut f: impl FnMut(f64, u64)) {
-        match counts {
-            Some(pairs) => pairs.iter().for_each(|&(v, c)| f(v, c)),
-            None => self.for_each(|v| f(v, 1)),
-        }
-    }
-
     /// `map(scaled(v))` for every value v of this 8- or 16-bit channel's type, indexed by
     /// v's bits (`size` entries).
     fn table(&self, size: usize) -> Box<[f32]> {
@@ -175,55 +176,82 @@ impl Channel {
     /// The normalisation of `norm` from this channel's own statistics.
     fn normalisation(&self, norm: Norm) -> ValueMap {
         if matches!(norm, Norm::None | Norm::Window { .. }) {
-            return fixed_map(norm);
+            return fixed_map(norm); // no statistics: no histogram pass
         }
         let counts = self.value_counts();
-        let counts = counts.as_deref();
-        let (lo, hi) = match norm {
-            Norm::Percentile { lo, hi } => match counts {
-                Some(pairs) => count_percentiles(pairs, lo, hi),
-                None => {
-                    let mut values = Vec::with_capacity(self.len);
-                    self.for_each(|v| values.push(v as f32));
-                    let (a, b) = percentiles(&mut values, lo, hi);
-                    (a as f64, b as f64)
-                }
-            },
-            _ => (f64::NEG_INFINITY, f64::INFINITY),
-        };
-        let mut any_nonzero = false;
-        if norm == (Norm::ZScore { nonzero: true }) {
-            self.visit(counts, |v, _| any_nonzero |= v != 0.0);
-        }
-        // mean and population std (numpy's, ddof 0) of the clamped values that count, in
-        // two passes for accuracy; std floored at 1e-6
-        let keep = |v: f64| !any_nonzero || v != 0.0;
-        let (mut n, mut sum) = (0u64, 0f64);
-        self.visit(counts, |v, c| {
-            if keep(v) {
-                n += c;
-                sum += v.clamp(lo, hi) * c as f64;
-            }
-        });
-        let mean = if n == 0 { 0.0 } else { sum / n as f64 };
-        let mut sq = 0f64;
-        self.visit(counts, |v, c| {
-            if keep(v) {
-                sq += (v.clamp(lo, hi) - mean).powi(2) * c as f64;
-            }
-        });
-        let std = if n == 0 {
-            1.0
-        } else {
-            (sq / n as f64).sqrt().max(1e-6)
-        };
-        ValueMap {
-            lo,
-            hi,
-            sub: mean,
-            mul: 1.0 / std,
-        }
+        normalise(norm, counts.as_deref(), Some(self)).expect("the voxels give every statistic")
     }
+}
+
+/// `f(value, weight)` over a channel: its value counts when given, else every voxel.
+fn visit(counts: Option<&[(f64, u64)]>, voxels: Option<&Channel>, mut f: impl FnMut(f64, u64)) {
+    match (counts, voxels) {
+        (Some(pairs), _) => pairs.iter().for_each(|&(v, c)| f(v, c)),
+        (None, Some(ch)) => ch.for_each(|v| f(v, 1)),
+        (None, None) => unreachable!("callers pass counts or voxels"),
+    }
+}
+
+/// The normalisation of `norm` from a channel's value counts (8- and 16-bit voxels) or,
+/// without them, its voxels; None when neither is given and `norm` needs statistics. The
+/// same arithmetic whichever is given, so a map from stored counts (`volume_stats`) equals
+/// the one from the voxels bit for bit.
+pub(crate) fn normalise(
+    norm: Norm,
+    counts: Option<&[(f64, u64)]>,
+    voxels: Option<&Channel>,
+) -> Option<ValueMap> {
+    if matches!(norm, Norm::None | Norm::Window { .. }) {
+        return Some(fixed_map(norm));
+    }
+    if counts.is_none() && voxels.is_none() {
+        return None;
+    }
+    let (lo, hi) = match norm {
+        Norm::Percentile { lo, hi } => match (counts, voxels) {
+            (Some(pairs), _) => count_percentiles(pairs, lo, hi),
+            (None, Some(ch)) => {
+                let mut values = Vec::with_capacity(ch.len);
+                ch.for_each(|v| values.push(v as f32));
+                let (a, b) = percentiles(&mut values, lo, hi);
+                (a as f64, b as f64)
+            }
+            (None, None) => unreachable!("checked above"),
+        },
+        _ => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+    let mut any_nonzero = false;
+    if norm == (Norm::ZScore { nonzero: true }) {
+        visit(counts, voxels, |v, _| any_nonzero |= v != 0.0);
+    }
+    // mean and population std (numpy's, ddof 0) of the clamped values that count, in
+    // two passes for accuracy; std floored at 1e-6
+    let keep = |v: f64| !any_nonzero || v != 0.0;
+    let (mut n, mut sum) = (0u64, 0f64);
+    visit(counts, voxels, |v, c| {
+        if keep(v) {
+            n += c;
+            sum += v.clamp(lo, hi) * c as f64;
+        }
+    });
+    let mean = if n == 0 { 0.0 } else { sum / n as f64 };
+    let mut sq = 0f64;
+    visit(counts, voxels, |v, c| {
+        if keep(v) {
+            sq += (v.clamp(lo, hi) - mean).powi(2) * c as f64;
+        }
+    });
+    let std = if n == 0 {
+        1.0
+    } else {
+        (sq / n as f64).sqrt().max(1e-6)
+    };
+    Some(ValueMap {
+        lo,
+        hi,
+        sub: mean,
+        mul: 1.0 / std,
+    })
 }
 
 /// The map of a normalisation that needs no statistics (none, window).
@@ -293,6 +321,9 @@ pub struct Decoded {
     pub label: Option<Channel>,
     /// linear indices (C order over [X, Y, Z]) of up to `MAX_FG` foreground voxels
     pub foreground: Vec<u32>,
+    /// where the voxels are when they were not read (`open_by_stats`): `read_block` reads
+    /// a crop's block from there; the channels hold no voxels then
+    files: Option<Arc<Files>>,
     bytes: usize,
     /// buffers go back to the thread's spares when dropped (2D images)
     spare: bool,
@@ -378,6 +409,7 @@ impl Decoded {
             channels,
             label,
             foreground,
+            files: None,
             bytes,
             spare: false,
         }
@@ -633,7 +665,11 @@ fn file_channels(
 }
 
 /// Linear C-order indices of up to `MAX_FG` nonzero label voxels, evenly strided.
-fn sample_foreground(label: &Channel, shape: [usize; 3], strides: [usize; 3]) -> Vec<u32> {
+pub(crate) fn sample_foreground(
+    label: &Channel,
+    shape: [usize; 3],
+    strides: [usize; 3],
+) -> Vec<u32> {
     // element i of the buffer → C-order index: itself for 2D images (C order already),
     // else from NIfTI's x-fastest (x, y, z)
     let c_order = strides == [shape[1] * shape[2], shape[2], 1];
@@ -702,6 +738,275 @@ fn strided_nonzero<T: Voxel>(values: &[T], max: usize) -> Vec<usize> {
     picked
 }
 
+/// An unread channel's file: voxels of channel k start at byte `offset` (4D files: one
+/// `FileChannel` per channel, sharing the handle), in the byte order `header` gives.
+struct FileChannel {
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    offset: u64,
+    header: Arc<nifti::Header>,
+}
+
+/// The files of a volume opened by its statistics (`open_by_stats`), per image channel
+/// and for the label.
+struct Files {
+    channels: Vec<FileChannel>,
+    label: Option<FileChannel>,
+}
+
+/// Positioned read of exactly `buf.len()` bytes at `offset` (a short read: truncated).
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(
+                file,
+                &mut buf[done..],
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl FileChannel {
+    /// The bytes of a block of `b` voxels at `b0` of a volume of `shape`, one positioned read
+    /// per z slice (its y rows from the block's first to its last, whole rows between), into
+    /// `out` as a [X·(b[1] − 1) + b[0]] × b[2] grid; native byte order.
+    fn read(
+        &self,
+        shape: [usize; 3],
+        b0: [usize; 3],
+        b: [usize; 3],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        let size = self.header.dtype.size();
+        let span = ((b[1] - 1) * shape[0] + b[0]) * size;
+        for z in 0..b[2] {
+            let first = (((b0[2] + z) * shape[1] + b0[1]) * shape[0] + b0[0]) * size;
+            read_exact_at(
+                &self.file,
+                &mut out[z * span..][..span],
+                self.offset + first as u64,
+            )
+            .map_err(|e| nifti::data(&self.path, format!("cannot read a crop's voxels: {e}")))?;
+        }
+        nifti::to_native(&self.header, &mut out[..span * b[2]]);
+        Ok(())
+    }
+}
+
+/// Open a case by its statistics files (`volume_stats`) instead of reading it: headers
+/// checked against the file sizes, maps and foreground from the statistics, no voxel read.
+/// None where any file lacks fresh statistics, is compressed, or `norm` needs what its
+/// statistics do not hold: the caller reads the case whole.
+fn open_by_stats(
+    images: &[PathBuf],
+    label: Option<&PathBuf>,
+    norm: Norm,
+    max_bytes: usize,
+) -> Result<Option<Decoded>, Error> {
+    use crate::volume_stats::{read_fresh, Role};
+    // statistics first: a case without them costs a few failed opens, no header reads
+    let mut stats = Vec::with_capacity(images.len());
+    for path in images {
+        match read_fresh(path, Role::Image) {
+            Some(s) => stats.push(s),
+            None => return Ok(None),
+        }
+    }
+    let label_stats = match label {
+        Some(path) => match read_fresh(path, Role::Label) {
+            Some(s) => Some(s),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let open = |path: &PathBuf| -> Result<_, Error> {
+        let (file, header, start) = nifti::open_plain(path, max_bytes)?;
+        let (shape, c) = spatial(&header.shape).map_err(|r| nifti::data(path, r))?;
+        let scaling = header.scaling().map_err(|r| nifti::data(path, r))?;
+        let n = shape.iter().product::<usize>();
+        let (file, header) = (Arc::new(file), Arc::new(header));
+        let channels: Vec<(FileChannel, Channel)> = (0..c)
+            .map(|k| {
+                let at = FileChannel {
+                    file: file.clone(),
+                    path: path.clone(),
+                    offset: start + (k * n * header.dtype.size()) as u64,
+                    header: header.clone(),
+                };
+                let meta = Channel {
+                    words: Arc::new(Vec::new()),
+                    start: 0,
+                    len: n,
+                    dtype: header.dtype,
+                    scaling,
+                    map: ValueMap::IDENTITY,
+                    lut: OnceLock::new(),
+                };
+                (at, meta)
+            })
+            .collect();
+        Ok((shape, channels))
+    };
+    let mut shape = None;
+    let (mut files, mut channels) = (Vec::new(), Vec::new());
+    for (path, stats) in images.iter().zip(&stats) {
+        let (s, chans) = open(path)?;
+        if shape.is_some_and(|first| first != s) || chans.len() != stats.channels.len() {
+            return Ok(None); // the whole read words the error
+        }
+        shape = Some(s);
+        for ((at, mut meta), st) in chans.into_iter().zip(&stats.channels) {
+            let Some(map) = st.map(norm) else {
+                return Ok(None);
+            };
+            meta.map = map;
+            files.push(at);
+            channels.push(meta);
+        }
+    }
+    let Some(shape) = shape else {
+        return Ok(None);
+    };
+    let (label_file, label_meta, foreground) = match (label, label_stats) {
+        (Some(path), Some(stats)) => {
+            let (s, mut chans) = open(path)?;
+            if s != shape || chans.len() != 1 {
+                return Ok(None);
+            }
+            let (at, meta) = chans.remove(0);
+            (Some(at), Some(meta), stats.foreground)
+        }
+        _ => (None, None, Vec::new()),
+    };
+    let mut vol = Decoded::assemble(
+        shape,
+        nifti_strides(shape),
+        channels,
+        label_meta,
+        foreground,
+    );
+    vol.files = Some(Arc::new(Files {
+        channels: files,
+        label: label_file,
+    }));
+    Ok(Some(vol))
+}
+
+impl Decoded {
+    /// For a volume opened by its statistics: the block of it that a crop of `shape` at
+    /// `origin` reads (clipped to the volume; zero elsewhere, as a crop pads), read from the
+    /// files into buffers from `spares`, with the block's origin in the volume. A crop of
+    /// the block at origin − that equals the crop of the volume. None for a volume in memory.
+    pub fn read_block(
+        &self,
+        origin: [i64; 3],
+        shape: [usize; 3],
+        spares: &Spares,
+    ) -> Result<Option<(Decoded, [i64; 3])>, Error> {
+        let Some(files) = &self.files else {
+            return Ok(None);
+        };
+        let s = self.shape;
+        let mut b0 = [0usize; 3];
+        let mut b = [0usize; 3];
+        for d in 0..3 {
+            let lo = origin[d].clamp(0, s[d] as i64);
+            let hi = (origin[d] + shape[d] as i64).clamp(lo, s[d] as i64);
+            (b0[d], b[d]) = (lo as usize, (hi - lo) as usize);
+        }
+        let span = if b.contains(&0) {
+            0
+        } else {
+            (b[1] - 1) * s[0] + b[0]
+        };
+        let len = span * b[2];
+        let read = |at: &FileChannel, meta: &Channel| -> Result<Channel, Error> {
+            let bytes = len * meta.dtype.size();
+            let mut words = Vec::new(); // an empty block (never drawn) takes no spare
+            if len > 0 {
+                words = spares.take(bytes.div_ceil(8));
+                at.read(
+                    s,
+                    b0,
+                    b,
+                    &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes],
+                )?;
+            }
+            Ok(Channel {
+                words: Arc::new(words),
+                start: 0,
+                len,
+                lut: OnceLock::new(),
+                ..meta.clone()
+            })
+        };
+        let channels = files
+            .channels
+            .iter()
+            .zip(&self.channels)
+            .map(|(at, meta)| read(at, meta))
+            .collect::<Result<Vec<_>, _>>()?;
+        let label = match (&files.label, &self.label) {
+            (Some(at), Some(meta)) => Some(read(at, meta)?),
+            _ => None,
+        };
+        let strides = [1, s[0], span];
+        let block = Decoded::assemble(b, strides, channels, label, Vec::new());
+        Ok(Some((block, b0.map(|v| v as i64))))
+    }
+}
+
+/// Label values must be whole numbers in 0..=255 (they are cropped as uint8).
+pub(crate) fn check_label(path: &Path, ch: &Channel) -> Result<(), Error> {
+    if ch.dtype == DType::U8 && ch.scaling.is_none() {
+        return Ok(());
+    }
+    let mut bad = None;
+    ch.for_each(|v| {
+        if bad.is_none() && (!(0.0..=255.0).contains(&v) || v.fract() != 0.0) {
+            bad = Some(v);
+        }
+    });
+    match bad {
+        Some(v) => Err(nifti::data(
+            path,
+            format!("label value {v} is not a whole number in 0..255"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Element strides of x, y, z in a NIfTI volume of `shape`: x fastest.
+pub(crate) fn nifti_strides(shape: [usize; 3]) -> [usize; 3] {
+    [1, shape[0], shape[0] * shape[1]]
+}
+
+/// The channels of an uncompressed file, whole (statistics files describe only those).
+pub(crate) fn plain_file_channels(
+    path: &Path,
+    max_bytes: usize,
+) -> Result<([usize; 3], Vec<Channel>), Error> {
+    if nifti::is_gzip(path)? {
+        return Err(nifti::data(
+            path,
+            "statistics files describe uncompressed .nii files only",
+        ));
+    }
+    file_channels(path, max_bytes, None)
+}
+
 /// Decode and check one case (images as channels, optional label) and compute each
 /// channel's normalisation; the voxels stay as stored, in buffers from `spares` where
 /// one fits.
@@ -712,6 +1017,9 @@ pub fn decode(
     max_bytes: usize,
     spares: Option<&Spares>,
 ) -> Result<Decoded, Error> {
+    if let Some(vol) = open_by_stats(images, label, norm, max_bytes)? {
+        return Ok(vol);
+    }
     let mut shape: Option<[usize; 3]> = None;
     let mut channels = Vec::new();
     for path in images {
@@ -736,7 +1044,7 @@ pub fn decode(
             "volumes over 2^32 voxels are not supported".into(),
         ));
     }
-    let strides = [1, shape[0], shape[0] * shape[1]]; // NIfTI: x fastest
+    let strides = nifti_strides(shape);
     let (label, foreground) = match label {
         None => (None, Vec::new()),
         Some(path) => {
@@ -751,20 +1059,7 @@ pub fn decode(
                 ));
             }
             let ch = chans.remove(0);
-            if ch.dtype != DType::U8 || ch.scaling.is_some() {
-                let mut bad = None;
-                ch.for_each(|v| {
-                    if bad.is_none() && (!(0.0..=255.0).contains(&v) || v.fract() != 0.0) {
-                        bad = Some(v);
-                    }
-                });
-                if let Some(v) = bad {
-                    return Err(nifti::data(
-                        path,
-                        format!("label value {v} is not a whole number in 0..255"),
-                    ));
-                }
-            }
+            check_label(path, &ch)?;
             let fg = sample_foreground(&ch, shape, strides);
             (Some(ch), fg)
         }
