@@ -21,6 +21,9 @@ that is kept, or any tensor viewing it, keeps its memory). Likewise a decoded vo
 cache does not keep gives its buffers (voxels, compressed file bytes; those of 4 MiB and
 more) to the stream's next decodes instead of being unmapped: no more than the stream had
 in use at once, held until the stream is freed (``stats()["reused_volume_buffers"]``).
+Uncompressed copies written by ``convert`` carry statistics files: such a case is opened
+without reading its voxels and each sample reads only the block its crop covers
+(``stats()["block_reads"]``), with the same batches as a whole read.
 Every batch also carries what was drawn for each sample — "case", "origin" [B, 3], "flip"
 [B, 3], "rot90", "angle", "scale", "shift", "gamma", "noise", "brightness", "contrast",
 "gain" [B, 3] — so any sample can be reproduced.
@@ -233,8 +236,10 @@ class VolumeStream(IterableDataset):
         return self.config["shard"] * workers + worker, self.config["shards"] * workers
 
     def stats(self) -> dict[str, Any]:
-        """Cache hits/misses/bytes, the skipped cases (this process's shard) and how many
-        large volume buffers were reused for a later decode instead of mapped afresh."""
+        """Cache hits/misses/bytes, samples cropped from a block read for them
+        (``block_reads``: copies opened by their statistics files), the skipped cases (this
+        process's shard) and how many large volume buffers were reused for a later decode
+        instead of mapped afresh."""
         return {} if self._core is None else self._core.stats()
 
     def _tensors(self, part: dict[str, Any]) -> dict[str, torch.Tensor]:
