@@ -462,6 +462,18 @@ pub fn read_using(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Res
 }
 
 fn read_plain(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Volume, Error> {
+    let (file, header, start, nbytes) = open_plain(path, max_bytes)?;
+    // a positioned read straight into a fresh buffer: the kernel copies from the page
+    // cache once, where a memory map would fault every page in and copy it again
+    let words = crate::buffer::read_words_at(&file, start, nbytes, spares)
+        .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
+    Ok(native_volume(header, words, nbytes))
+}
+
+/// An uncompressed file's open handle, header, voxel offset and voxel byte count, checked
+/// against the file size and the cap before any voxel is read (`read_plain` reads them
+/// whole; a volume opened by its statistics reads a crop's bytes: `volume::FileChannel`).
+pub fn open_plain(path: &Path, max_bytes: usize) -> Result<(File, Header, u64, usize), Error> {
     let file = open(path)?;
     let len = file
         .metadata()
@@ -471,27 +483,7 @@ fn read_plain(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<
     let n =
         read_up_to(&mut &file, &mut block).map_err(|e| data(path, format!("cannot read: {e}")))?;
     let (header, start, nbytes) = plain_layout(&block[..n], len, path, max_bytes)?;
-    // a positioned read straight into a fresh buffer: the kernel copies from the page
-    // cache once, where a memory map would fault every page in and copy it again
-    let words = crate::buffer::read_words_at(&file, start, nbytes, spares)
-        .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
-    Ok(native_volume(header, words, nbytes))
-}
-
-/// An uncompressed file's open handle, header and voxel offset, checked against the file
-/// size and the cap as `read_plain` checks them, without reading any voxel (crops read
-/// their own bytes: `volume::Files`).
-pub fn open_plain(path: &Path, max_bytes: usize) -> Result<(File, Header, u64), Error> {
-    let file = open(path)?;
-    let len = file
-        .metadata()
-        .map_err(|e| data(path, format!("cannot stat: {e}")))?
-        .len();
-    let mut block = vec![0u8; NIFTI2_SIZE];
-    let n =
-        read_up_to(&mut &file, &mut block).map_err(|e| data(path, format!("cannot read: {e}")))?;
-    let (header, start, _) = plain_layout(&block[..n], len, path, max_bytes)?;
-    Ok((file, header, start))
+    Ok((file, header, start, nbytes))
 }
 
 /// A volume whose `words` hold its `nbytes` voxel bytes from the start, in file byte order.

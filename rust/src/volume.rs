@@ -832,7 +832,7 @@ fn open_by_stats(
         None => None,
     };
     let open = |path: &PathBuf| -> Result<_, Error> {
-        let (file, header, start) = nifti::open_plain(path, max_bytes)?;
+        let (file, header, start, _) = nifti::open_plain(path, max_bytes)?;
         let (shape, c) = spatial(&header.shape).map_err(|r| nifti::data(path, r))?;
         let scaling = header.scaling().map_err(|r| nifti::data(path, r))?;
         let n = shape.iter().product::<usize>();
@@ -876,8 +876,8 @@ fn open_by_stats(
             channels.push(meta);
         }
     }
-    let Some(shape) = shape else {
-        return Ok(None);
+    let Some(shape) = shape.filter(|s| s.iter().product::<usize>() <= u32::MAX as usize) else {
+        return Ok(None); // the whole read words the error
     };
     let (label_file, label_meta, foreground) = match (label, label_stats) {
         (Some(path), Some(stats)) => {
