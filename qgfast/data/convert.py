@@ -66,12 +66,6 @@ def _stats_path(path: Path) -> Path:
     return path.with_name(path.name + ".qgstats")
 
 
-def _native():
-    from qgfast import _native
-
-    return _native
-
-
 def _is_gz(path: Path) -> bool:
     return path.name.lower().endswith(".nii.gz")
 
@@ -110,12 +104,14 @@ def convert(
         if overwrite or not _up_to_date(src, dst):
             dst.parent.mkdir(parents=True, exist_ok=True)
             _inflate(src, dst)
+    from qgfast import _native
+
     roles = {targets[p]: "image" for images, _ in listed for p in images if p in targets}
     roles |= {targets[lab]: "label" for _, lab in listed if lab in targets}
     for dst, role in roles.items():
         if overwrite or not _up_to_date(dst, _stats_path(dst)):
             with native_data_errors():
-                _native().write_volume_stats(str(dst), role)
+                _native.write_volume_stats(str(dst), role)
     converted = []
     for case, (images, label) in zip(cases, listed, strict=True):
         images = [targets.get(p, p) for p in images]

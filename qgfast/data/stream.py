@@ -369,9 +369,12 @@ class ImageStream(VolumeStream):
         self.config["post_norm"] = post[normalisation]
         if jpeg_decoder not in JPEG_DECODERS:
             raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, got {jpeg_decoder!r}")
-        auto, detail = auto_jpeg_decoder()
-        if jpeg_decoder == "libjpeg-turbo" and auto != jpeg_decoder:
-            raise ValueError(f'jpeg_decoder="libjpeg-turbo", but it does not load here: {detail}')
+        if jpeg_decoder == "libjpeg-turbo":  # found when asked for, not at every stream
+            auto, detail = auto_jpeg_decoder()
+            if auto != jpeg_decoder:
+                raise ValueError(
+                    f'jpeg_decoder="libjpeg-turbo", but it does not load here: {detail}'
+                )
         self.config["jpeg_decoder"] = jpeg_decoder
 
     def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

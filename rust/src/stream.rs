@@ -914,8 +914,7 @@ impl Epoch {
             let out = &mut image[j * channels * n..(j + 1) * channels * n];
             // a volume opened by its statistics: read just the block the sample covers,
             // and render from it with the origin moved into it
-            let (origin, shape) = reads(&self.cfg, &spec);
-            match vol.read_block(origin, shape, &self.buffers.volumes)? {
+            match vol.read_block(|| reads(&self.cfg, &spec), &self.buffers.volumes)? {
                 Some((block, at)) => {
                     self.cache.block_reads.fetch_add(1, Ordering::Relaxed);
                     let mut local = spec.clone();

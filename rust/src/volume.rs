@@ -645,15 +645,26 @@ fn file_channels(
     spares: Option<&Spares>,
 ) -> Result<([usize; 3], Vec<Channel>), Error> {
     let vol = nifti::read_using(path, max_bytes, spares)?;
-    let (s, c) = spatial(&vol.header.shape).map_err(|r| nifti::data(path, r))?;
-    let scaling = vol.header.scaling().map_err(|r| nifti::data(path, r))?;
-    let dtype = vol.header.dtype;
+    header_channels(path, &vol.header, Arc::new(vol.words), vol.start)
+}
+
+/// The spatial shape and channels `header` describes, channel k's voxels from byte
+/// `start` + k · (its byte size) of `words` (empty for a volume not read: `open_by_stats`
+/// reads a channel's bytes at that offset in the file instead).
+fn header_channels(
+    path: &Path,
+    header: &nifti::Header,
+    words: Arc<Vec<u64>>,
+    start: usize,
+) -> Result<([usize; 3], Vec<Channel>), Error> {
+    let (s, c) = spatial(&header.shape).map_err(|r| nifti::data(path, r))?;
+    let scaling = header.scaling().map_err(|r| nifti::data(path, r))?;
+    let dtype = header.dtype;
     let n = s[0] * s[1] * s[2];
-    let words = Arc::new(vol.words);
     let channels = (0..c)
         .map(|k| Channel {
             words: words.clone(),
-            start: vol.start + k * n * dtype.size(),
+            start: start + k * n * dtype.size(),
             len: n,
             dtype,
             scaling,
@@ -833,26 +844,17 @@ fn open_by_stats(
     };
     let open = |path: &PathBuf| -> Result<_, Error> {
         let (file, header, start, _) = nifti::open_plain(path, max_bytes)?;
-        let (shape, c) = spatial(&header.shape).map_err(|r| nifti::data(path, r))?;
-        let scaling = header.scaling().map_err(|r| nifti::data(path, r))?;
-        let n = shape.iter().product::<usize>();
+        // no voxels: each channel's `start` is its offset among the file's voxels
+        let (shape, metas) = header_channels(path, &header, Arc::new(Vec::new()), 0)?;
         let (file, header) = (Arc::new(file), Arc::new(header));
-        let channels: Vec<(FileChannel, Channel)> = (0..c)
-            .map(|k| {
+        let channels: Vec<(FileChannel, Channel)> = metas
+            .into_iter()
+            .map(|meta| {
                 let at = FileChannel {
                     file: file.clone(),
                     path: path.clone(),
-                    offset: start + (k * n * header.dtype.size()) as u64,
+                    offset: start + meta.start as u64,
                     header: header.clone(),
-                };
-                let meta = Channel {
-                    words: Arc::new(Vec::new()),
-                    start: 0,
-                    len: n,
-                    dtype: header.dtype,
-                    scaling,
-                    map: ValueMap::IDENTITY,
-                    lut: OnceLock::new(),
                 };
                 (at, meta)
             })
@@ -906,18 +908,19 @@ fn open_by_stats(
 
 impl Decoded {
     /// For a volume opened by its statistics: the block of it that a crop of `shape` at
-    /// `origin` reads (clipped to the volume; zero elsewhere, as a crop pads), read from the
-    /// files into buffers from `spares`, with the block's origin in the volume. A crop of
-    /// the block at origin − that equals the crop of the volume. None for a volume in memory.
+    /// `origin` reads, (origin, shape) = `region()` (clipped to the volume; zero elsewhere,
+    /// as a crop pads), read from the files into buffers from `spares`, with the block's
+    /// origin in the volume. A crop of the block at origin − that equals the crop of the
+    /// volume. None for a volume in memory (`region` is not called: no work per sample).
     pub fn read_block(
         &self,
-        origin: [i64; 3],
-        shape: [usize; 3],
+        region: impl FnOnce() -> ([i64; 3], [usize; 3]),
         spares: &Spares,
     ) -> Result<Option<(Decoded, [i64; 3])>, Error> {
         let Some(files) = &self.files else {
             return Ok(None);
         };
+        let (origin, shape) = region();
         let s = self.shape;
         let mut b0 = [0usize; 3];
         let mut b = [0usize; 3];
