@@ -37,6 +37,17 @@ def _check_weights(weights: torch.Tensor, batch: int, device: torch.device) -> N
         raise ValueError(f"weights are on {weights.device} but logits on {device}")
 
 
+def _check_voxel_mask(voxel_mask: torch.Tensor, logits: torch.Tensor) -> None:
+    if voxel_mask.numel() != logits[:, :1].numel() or voxel_mask.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"voxel_mask must be (B, *spatial) or (B, 1, *spatial) like the logits' "
+            f"{tuple(logits.shape)}, got {tuple(voxel_mask.shape)}"
+        )
+    if voxel_mask.device != logits.device:
+        raise ValueError(f"voxel_mask is on {voxel_mask.device} but logits on {logits.device}")
+    _checks.check_no_target_grad(voxel_mask, "voxel_mask")
+
+
 def _pseudolabel_spec(logits: torch.Tensor, target: torch.Tensor, validate: bool) -> StatsSpec:
     c = logits.shape[1]
     if c == 1:
@@ -86,17 +97,7 @@ def per_sample_dice_ce(
     _checks.check_pair(logits, pseudolabels, ("logits", "pseudolabels"))
     _checks.check_no_target_grad(pseudolabels, "pseudolabels")
     if voxel_mask is not None:
-        if (
-            voxel_mask.numel() != pseudolabels[:, :1].numel()
-            or voxel_mask.shape[0] != logits.shape[0]
-        ):
-            raise ValueError(
-                f"voxel_mask must be (B, *spatial) or (B, 1, *spatial) like the logits' "
-                f"{tuple(logits.shape)}, got {tuple(voxel_mask.shape)}"
-            )
-        if voxel_mask.device != logits.device:
-            raise ValueError(f"voxel_mask is on {voxel_mask.device} but logits on {logits.device}")
-        _checks.check_no_target_grad(voxel_mask, "voxel_mask")
+        _check_voxel_mask(voxel_mask, logits)
     spec = _pseudolabel_spec(logits, pseudolabels, validate)
     stats = seg_stats(logits, pseudolabels, spec, mask=voxel_mask)
     ce = torch.where(stats.ce_norm > 0, stats.ce_sum / stats.ce_norm.clamp_min(1e-12), 0.0)
@@ -188,11 +189,17 @@ def softmax_mse(
     teacher_probs: torch.Tensor,
     weights: torch.Tensor | None = None,
     *,
+    voxel_mask: torch.Tensor | None = None,
     eps: float = 1e-8,
 ) -> torch.Tensor:
     """Mean-teacher consistency: mean over voxels and channels of (softmax(student) −
     teacher)², as SSL4MIS's ``softmax_mse_loss`` (sigmoid when C = 1). With per-sample
-    ``weights`` [B]: Σ_j w_j mse_j / (Σ_j w_j + eps). Teacher probabilities are constants."""
+    ``weights`` [B]: Σ_j w_j mse_j / (Σ_j w_j + eps). Teacher probabilities are constants.
+
+    voxel_mask [B, *S] or [B, 1, *S] (e.g. UA-MT's certainty mask, a constant): each
+    sample's mse_j is the mean over its masked voxels, Σ m·(p − t)² / (C·Σ m), and 0 for
+    a sample with no masked voxel (UA-MT normalises per batch; per sample lets the same
+    term take quality weights)."""
     _checks.check_prediction(student_logits, "student_logits")
     _checks.check_floating(student_logits, "student_logits")
     _checks.check_pair(student_logits, teacher_probs, ("student_logits", "teacher_probs"))
@@ -201,6 +208,8 @@ def softmax_mse(
     c = student_logits.shape[1]
     if teacher_probs.shape[1] != c:
         raise ValueError(f"teacher_probs has {teacher_probs.shape[1]} channels, student {c}")
+    if voxel_mask is not None:
+        _check_voxel_mask(voxel_mask, student_logits)
     spec = StatsSpec(
         act="softmax" if c > 1 else "sigmoid",
         target="dense",
@@ -208,8 +217,12 @@ def softmax_mse(
         squared=True,
         diff=True,
     )
-    stats = seg_stats(student_logits, teacher_probs, spec)
-    per_sample = stats.D.sum(1) / student_logits[0].numel()
+    stats = seg_stats(student_logits, teacher_probs, spec, mask=voxel_mask)
+    if voxel_mask is None:
+        per_sample = stats.D.sum(1) / student_logits[0].numel()
+    else:
+        count = voxel_mask.reshape(voxel_mask.shape[0], -1).sum(1).to(stats.D.dtype) * c
+        per_sample = torch.where(count > 0, stats.D.sum(1) / count.clamp_min(1e-12), 0.0)
     if weights is None:
         return per_sample.mean()
     _check_weights(weights, student_logits.shape[0], student_logits.device)

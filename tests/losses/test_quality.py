@@ -145,6 +145,24 @@ def test_softmax_mse_matches_ssl4mis_formula(backend) -> None:
     assert torch.count_nonzero(x.grad[1]) == 0
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_softmax_mse_voxel_mask_is_a_per_sample_masked_mean(backend, channels) -> None:
+    x = torch.randn(3, channels, 7, 5, 3, requires_grad=True)
+    act = torch.sigmoid if channels == 1 else (lambda z: torch.softmax(z, 1))
+    teacher = act(torch.randn(3, channels, 7, 5, 3))
+    mask = (torch.rand(3, 1, 7, 5, 3) > 0.4).float()
+    mask[2] = 0  # a sample with no masked voxel contributes 0
+    w = torch.tensor([0.5, 1.0, 1.0])
+    got = softmax_mse(x, teacher, w, voxel_mask=mask)
+    d = (act(x.double()) - teacher.double()) ** 2 * mask.double()
+    per = d.sum((1, 2, 3, 4)) / (channels * mask.double().sum((1, 2, 3, 4))).clamp_min(1e-12)
+    want = (w.double() * per).sum() / (w.double().sum() + 1e-8)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-7)
+    got.backward()
+    assert torch.count_nonzero(x.grad[2]) == 0
+    assert torch.count_nonzero(x.grad[0][mask[0].expand_as(x[0]) == 0]) == 0
+
+
 def test_softmax_mse_kernel_vs_reference_rule() -> None:
     x = torch.randn(2, 3, 9, 7)
     teacher = torch.softmax(torch.randn(2, 3, 9, 7), 1)
