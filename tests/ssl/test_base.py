@@ -74,7 +74,7 @@ def test_guide_for_another_number_of_classes_or_channels() -> None:
 
 
 def test_model_output_problems() -> None:
-    labeled, unlabeled = batches()
+    labeled, _unlabeled = batches()
 
     class Pooled(torch.nn.Module):
         def forward(self, x):
@@ -116,7 +116,7 @@ def test_set_epoch_clashes_with_steps_per_epoch() -> None:
 
 
 def test_float_labels_must_be_whole() -> None:
-    labeled, unlabeled = batches()
+    labeled, _unlabeled = batches()
     labeled["label"] = labeled["label"].float()
     ssl.Supervised(TinyNet()).step(labeled)  # MONAI-style float labels are fine
     labeled["label"] = labeled["label"] * 0.5

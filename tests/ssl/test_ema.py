@@ -10,6 +10,10 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1))
 
 
+def _equal(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_update_against_hand_computation() -> None:
     student = _net()
     teacher = make_teacher(student)
@@ -43,9 +47,13 @@ def test_alpha_zero_copies_and_one_keeps() -> None:
     student, other = _net(), _net()
     teacher = make_teacher(other)
     ema_update(teacher, student, 1.0)
-    assert all(torch.equal(a, b) for a, b in zip(teacher.parameters(), other.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(teacher.parameters(), other.parameters(), strict=True)
+    )
     ema_update(teacher, student, 0.0)
-    assert all(torch.equal(a, b) for a, b in zip(teacher.parameters(), student.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(teacher.parameters(), student.parameters(), strict=True)
+    )
 
 
 def test_unwraps_data_parallel() -> None:
@@ -61,7 +69,9 @@ def test_decay_schedules() -> None:
     assert [d(n) for n in (0, 1, 3)] == [0.0, 0.5, 0.75]
     assert d(10_000) == 0.99
     r = RampedDecay(0.5, 0.999, 1000)
-    assert r(0) == 0.5 and r(500) == pytest.approx(0.7495) and r(1000) == r(5000) == 0.999
+    assert r(0) == 0.5
+    assert r(500) == pytest.approx(0.7495)
+    assert r(1000) == r(5000) == 0.999
     assert as_decay(0.9)(123) == 0.9
     with pytest.raises(ValueError, match="ema_decay"):
         as_decay(1.5)

@@ -163,7 +163,9 @@ def test_ict_qw_mixes_its_sources_weights() -> None:
     out = fw.step(labeled, {"image": images})
     lam = torch.as_tensor(fw.numpy_rng().beta(1.0, 1.0, 4)).float()  # this step's draws
     w_src = fw.quality.weights(images, hard_labels(fw.teacher_probs(images)))
-    assert w_src[1] == 0 and w_src[3] == 0 and bool((w_src[::2] > 0).all())
+    assert w_src[1] == 0
+    assert w_src[3] == 0
+    assert bool((w_src[::2] > 0).all())
     want = lam * w_src + (1 - lam) * w_src[[1, 2, 3, 0]]
     torch.testing.assert_close(out["quality_weight_mean"], want.mean())
     assert float(out["quality_weight_kept"]) == 1.0  # every mix has one accepted source
@@ -208,7 +210,8 @@ def test_state_dict_round_trip_continues_identically(name) -> None:
     fresh_opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in fresh.models]
     for o, s in zip(fresh_opts, saved["opts"], strict=True):
         o.load_state_dict(s)
-    assert fresh.global_step == 2 and fresh.epoch == 100
+    assert fresh.global_step == 2
+    assert fresh.epoch == 100
     torch.manual_seed(99)
     assert run(fresh, fresh_opts, 2, 10) == want
 
@@ -248,7 +251,8 @@ def test_mean_teacher_alpha_schedule_and_teacher_noise() -> None:
     x = unlabeled["image"]
     noisy = fw.noise(x, fw._generator(x.device), 0.1, 0.2)
     d = noisy - x
-    assert float(d.abs().max()) <= 0.2 + 1e-6 and float(d.std()) > 0.05
+    assert float(d.abs().max()) <= 0.2 + 1e-6
+    assert float(d.std()) > 0.05
 
 
 def test_cps_builds_a_differently_initialised_twin() -> None:
@@ -257,7 +261,8 @@ def test_cps_builds_a_differently_initialised_twin() -> None:
     fw = ssl.CrossPseudoSupervision(net, seed_b=3)
     assert torch.equal(before, torch.get_rng_state())  # the user's RNG is left alone
     a, b = fw.models
-    assert a is net and b is not net
+    assert a is net
+    assert b is not net
     assert not torch.equal(a.encoder.weight, b.encoder.weight)
     again = ssl.CrossPseudoSupervision(net, seed_b=3).model_b
     assert torch.equal(b.encoder.weight, again.encoder.weight)
@@ -290,4 +295,5 @@ def test_contrastive_loss_without_negatives_is_zero_and_with_them_positive() -> 
     assert float(pixel_info_nce(e, e, same, 0.1).abs().max()) < 1e-5
     mixed = torch.tensor([[0, 1, 0, 1, 0], [1, 1, 0, 0, 1]])
     per = pixel_info_nce(e, e.roll(1, 1), mixed, 0.1)
-    assert per.shape == (2, 5) and bool((per > 0).all())
+    assert per.shape == (2, 5)
+    assert bool((per > 0).all())

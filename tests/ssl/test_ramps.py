@@ -45,7 +45,8 @@ def test_constant_and_numbers() -> None:
 def test_paper_defaults() -> None:
     assert paper_unsupervised_ramp(0.25) == LinearRamp(0.25, 15, 30, "epoch")
     qar = paper_qar_ramp()
-    assert qar(step=0, epoch=30) == 0.0 and qar(step=0, epoch=70) == 0.01
+    assert qar(step=0, epoch=30) == 0.0
+    assert qar(step=0, epoch=70) == 0.01
 
 
 def test_epoch_ramp_without_an_epoch_says_how_to_give_one() -> None:
