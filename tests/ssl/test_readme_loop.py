@@ -6,10 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("monai")
-
-from qgfast.quality import QualityPredictor  # noqa: E402
-from qgfast.quality.checkpoint import save_checkpoint  # noqa: E402
+from qgfast.quality import QualityPredictor
+from qgfast.quality.checkpoint import save_checkpoint
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -22,6 +20,7 @@ def _loop_block() -> str:
 
 
 def test_readme_loop_trains_mt_qw(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("monai")
     g = QualityPredictor(spatial_dims=2, image_channels=3, num_classes=2, backbone="resnet10")
     ckpt = tmp_path / "runs" / "lesion2d" / "best.pt"
     ckpt.parent.mkdir(parents=True)
