@@ -242,7 +242,8 @@ class Framework:
         their shapes allow (BatchNorm then sees them together, as SSL4MIS does)."""
         parts = [images_l, *more]
         if all(p.shape[1:] == images_l.shape[1:] for p in parts):
-            logits = self.check_logits(model(torch.cat(parts)), torch.cat(parts))
+            images = torch.cat(parts)
+            logits = self.check_logits(model(images), images)
             return list(logits.split([p.shape[0] for p in parts]))
         return [self.check_logits(model(p), p) for p in parts]
 

@@ -84,11 +84,12 @@ class ContrastiveConsistency(Framework):
         self.noise_std = noise_std
         self._captured: list[torch.Tensor] = []
         self.features = features
+        self._feature_module: nn.Module | None = None
         if features is not None:
             modules = dict(model.named_modules())
             if features not in modules:
                 raise ValueError(f"the model has no module named {features!r} for features=")
-            modules[features].register_forward_hook(self._capture)
+            self._feature_module = modules[features]
         self.consistency_ramp = as_ramp(
             paper_unsupervised_ramp(0.1) if consistency_ramp is None else consistency_ramp,
             "consistency_ramp",
@@ -121,14 +122,21 @@ class ContrastiveConsistency(Framework):
         clip = 2 * self.noise_std
         view_1 = self.noise(images_u, gen, self.noise_std, clip)
         view_2 = self.noise(images_u, gen, self.noise_std, clip).flip(axis)
-        self._captured.clear()
-        logits_l, logits_1, logits_2 = self.forward(self.model, images_l, view_1, view_2)
+        # the hook lives only for this forward: validation passes capture nothing
+        hook = None
+        if self._feature_module is not None:
+            hook = self._feature_module.register_forward_hook(self._capture)
+        try:
+            logits_l, logits_1, logits_2 = self.forward(self.model, images_l, view_1, view_2)
+        finally:
+            if hook is not None:
+                hook.remove()
         sup = self.supervised(logits_l, labels)
         logits_2 = logits_2.flip(axis)
         if self.features is None:
             emb_1, emb_2 = logits_1, logits_2
         else:
-            feats = torch.cat(self._captured)
+            feats = torch.cat(self._captured)  # one tensor, or one per forward call
             self._captured.clear()
             sizes = [images_l.shape[0], images_u.shape[0], images_u.shape[0]]
             _, emb_1, emb_2 = feats.split(sizes)

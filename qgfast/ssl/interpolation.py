@@ -67,15 +67,12 @@ class InterpolationConsistency(TeacherFramework):
         if b < 2:
             raise ValueError(f"{self.name} mixes unlabelled pairs: it needs >= 2 a batch, got {b}")
         partner = torch.arange(1, b + 1, device=images_u.device) % b
-        lam = torch.as_tensor(
-            self.numpy_rng().beta(self.alpha, self.alpha, b), dtype=torch.float32
-        ).to(images_u.device)
-        lam_x = lam.view(b, *[1] * (images_u.dim() - 1))
-        mixed = (
-            lam_x.to(images_u.dtype) * images_u + (1 - lam_x.to(images_u.dtype)) * images_u[partner]
-        )
+        lam = torch.as_tensor(self.numpy_rng().beta(self.alpha, self.alpha, b))
+        lam = lam.to(device=images_u.device, dtype=torch.float32)
+        lam_x = lam.view(b, *[1] * (images_u.dim() - 1))  # broadcasts over channels, voxels
+        mixed = torch.lerp(images_u[partner], images_u, lam_x.to(images_u.dtype))
         probs_t = self.teacher_probs(images_u)
-        target = lam_x * probs_t + (1 - lam_x) * probs_t[partner]
+        target = torch.lerp(probs_t[partner], probs_t, lam_x)
         parts = [images_l, mixed] + ([images_u] if self.qar is not None else [])
         logits = self.forward(self.model, *parts)
         sup = self.supervised(logits[0], labels)

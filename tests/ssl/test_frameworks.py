@@ -297,3 +297,12 @@ def test_contrastive_loss_without_negatives_is_zero_and_with_them_positive() -> 
     per = pixel_info_nce(e, e.roll(1, 1), mixed, 0.1)
     assert per.shape == (2, 5)
     assert bool((per > 0).all())
+
+
+def test_contrastive_features_hook_lives_only_inside_a_step() -> None:
+    fw = build("CL-QW")
+    labeled, unlabeled = batches()
+    fw.step(labeled, unlabeled)
+    fw.model(unlabeled["image"])  # e.g. validation: nothing captured, nothing kept
+    assert fw._captured == []
+    assert not fw.model.norm._forward_hooks
