@@ -26,7 +26,7 @@ from torch import nn
 from qgfast.losses import DiceCELoss
 from qgfast.quality.guide import QualityGuide
 from qgfast.ssl.ema import Decay, as_decay, ema_update, make_teacher, unwrap
-from qgfast.ssl.ramps import Ramp, as_ramp, paper_qar_ramp
+from qgfast.ssl.ramps import Ramp, as_ramp, paper_qar_ramp, paper_unsupervised_ramp
 
 Batch = Mapping[str, Any]
 QarPair = tuple[torch.Tensor, torch.Tensor]  # (images the student saw, its logits)
@@ -103,11 +103,14 @@ class Framework:
 
     name = "framework"
     needs_unlabeled = True
+    unsupervised_weight = 0.1  # λ_final of the default ramp (paper's W = 15, R = 30 epochs)
 
     def __init__(
         self,
         model: nn.Module,
         *,
+        quality: QualityGuide | None = None,
+        consistency_ramp: Ramp | float | None = None,
         qar: QualityGuide | None = None,
         qar_ramp: Ramp | float | None = None,
         steps_per_epoch: int | None = None,
@@ -119,6 +122,8 @@ class Framework:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if quality is not None and not isinstance(quality, QualityGuide):
+            raise TypeError("quality must be a qgfast.quality.QualityGuide (a frozen predictor)")
         if qar is not None and not isinstance(qar, QualityGuide):
             raise TypeError("qar must be a qgfast.quality.QualityGuide (a frozen predictor)")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -129,6 +134,13 @@ class Framework:
                 f"{lambda_dice}"
             )
         self.model = model
+        self.quality = quality
+        self.consistency_ramp = as_ramp(
+            paper_unsupervised_ramp(self.unsupervised_weight)
+            if consistency_ramp is None
+            else consistency_ramp,
+            "consistency_ramp",
+        )
         self.qar = qar
         self.qar_ramp = as_ramp(paper_qar_ramp() if qar_ramp is None else qar_ramp, "qar_ramp")
         self.steps_per_epoch = steps_per_epoch
@@ -303,6 +315,23 @@ class Framework:
             )
         target = labels.to(logits.dtype) if c == 1 else labels.long()
         return self._sup_loss(logits, target)
+
+    def combine(
+        self,
+        sup: torch.Tensor,
+        key: str,
+        term: torch.Tensor,
+        extra: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """{"loss": sup + λ·term, "sup", key, "lambda_<key>", **extra}, λ the ramp's now."""
+        lam = self.ramp(self.consistency_ramp)
+        return {
+            "loss": sup + lam * term,
+            "sup": sup.detach(),
+            key: term.detach(),
+            f"lambda_{key}": torch.tensor(lam),
+            **(extra or {}),
+        }
 
     def check_guide(self, guide: QualityGuide, images: torch.Tensor, role: str) -> None:
         """A guide must score this model's classes and these images' channels."""

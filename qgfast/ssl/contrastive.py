@@ -26,7 +26,7 @@ from torch import nn
 from qgfast.losses._compose import weighted_mean
 from qgfast.quality.guide import QualityGuide
 from qgfast.ssl.base import Framework, QarPair, hard_labels, probabilities, weight_summary
-from qgfast.ssl.ramps import Ramp, as_ramp, paper_unsupervised_ramp
+from qgfast.ssl.ramps import Ramp
 
 
 def pixel_info_nce(
@@ -69,16 +69,13 @@ class ContrastiveConsistency(Framework):
         consistency_ramp: Ramp | float | None = None,
         **common: Any,
     ) -> None:
-        if quality is not None and not isinstance(quality, QualityGuide):
-            raise TypeError("quality must be a qgfast.quality.QualityGuide")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if anchors < 1:
             raise ValueError(f"anchors must be >= 1, got {anchors}")
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-        super().__init__(model, **common)
-        self.quality = quality
+        super().__init__(model, quality=quality, consistency_ramp=consistency_ramp, **common)
         self.temperature = temperature
         self.anchors = anchors
         self.noise_std = noise_std
@@ -90,10 +87,6 @@ class ContrastiveConsistency(Framework):
             if features not in modules:
                 raise ValueError(f"the model has no module named {features!r} for features=")
             self._feature_module = modules[features]
-        self.consistency_ramp = as_ramp(
-            paper_unsupervised_ramp(0.1) if consistency_ramp is None else consistency_ramp,
-            "consistency_ramp",
-        )
         self.name = "CL" if quality is None else "CL-QW"
 
     def _capture(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -160,12 +153,4 @@ class ContrastiveConsistency(Framework):
             contrastive = weighted_mean(per_sample, w, 1e-8)
         else:
             contrastive = per_sample.mean()
-        lam = self.ramp(self.consistency_ramp)
-        out = {
-            "loss": sup + lam * contrastive,
-            "sup": sup.detach(),
-            "contrastive": contrastive.detach(),
-            "lambda_contrastive": torch.tensor(lam),
-            **extra,
-        }
-        return out, [(view_1, logits_1)]
+        return self.combine(sup, "contrastive", contrastive, extra), [(view_1, logits_1)]

@@ -21,7 +21,7 @@ from qgfast.losses._compose import weighted_mean
 from qgfast.quality.guide import QualityGuide
 from qgfast.ssl.base import Framework, QarPair, hard_labels, probabilities, weight_summary
 from qgfast.ssl.ema import unwrap
-from qgfast.ssl.ramps import Ramp, as_ramp, paper_unsupervised_ramp
+from qgfast.ssl.ramps import Ramp
 
 
 def reinitialised_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -66,15 +66,13 @@ class CrossPseudoSupervision(Framework):
         pseudo_lambda_dice: float = 0.0,
         **common: Any,
     ) -> None:
-        if quality is not None and not isinstance(quality, QualityGuide):
-            raise TypeError("quality must be a qgfast.quality.QualityGuide")
         if (
             pseudo_lambda_ce < 0
             or pseudo_lambda_dice < 0
             or pseudo_lambda_ce + pseudo_lambda_dice == 0
         ):
             raise ValueError("pseudo_lambda_ce and pseudo_lambda_dice must be >= 0, not both 0")
-        super().__init__(model_a, **common)
+        super().__init__(model_a, quality=quality, consistency_ramp=consistency_ramp, **common)
         if model_b is None:
             model_b = reinitialised_copy(model_a, seed_b)
             p = next(unwrap(model_a).parameters(), None)
@@ -90,13 +88,8 @@ class CrossPseudoSupervision(Framework):
                 "networks (pass model_b=None to re-initialise a copy from seed_b)"
             )
         self.model_b = model_b
-        self.quality = quality
         self.pseudo_lambda_ce = pseudo_lambda_ce
         self.pseudo_lambda_dice = pseudo_lambda_dice
-        self.consistency_ramp = as_ramp(
-            paper_unsupervised_ramp(0.1) if consistency_ramp is None else consistency_ramp,
-            "consistency_ramp",
-        )
         self.name = "CPS" if quality is None else "CPS-QW"
 
     @property
@@ -141,15 +134,6 @@ class CrossPseudoSupervision(Framework):
             w_b = self.quality_weights(self.quality, images_u, labels_a)
             extra.update(weight_summary(torch.cat([w_a, w_b]), "quality_weight"))
         cps = self._cross(logits_ua, labels_b, w_a) + self._cross(logits_ub, labels_a, w_b)
-        lam = self.ramp(self.consistency_ramp)
-        sup = sup_a + sup_b
-        out = {
-            "loss": sup + lam * cps,
-            "sup": sup.detach(),
-            "sup_a": sup_a.detach(),
-            "sup_b": sup_b.detach(),
-            "cps": cps.detach(),
-            "lambda_cps": torch.tensor(lam),
-            **extra,
-        }
+        extra.update(sup_a=sup_a.detach(), sup_b=sup_b.detach())
+        out = self.combine(sup_a + sup_b, "cps", cps, extra)
         return out, [(images_u, logits_ua), (images_u, logits_ub)]

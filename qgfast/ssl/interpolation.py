@@ -22,7 +22,7 @@ from qgfast.losses import softmax_mse
 from qgfast.quality.guide import QualityGuide
 from qgfast.ssl.base import QarPair, TeacherFramework, hard_labels, weight_summary
 from qgfast.ssl.ema import MEAN_TEACHER_DECAY, Decay
-from qgfast.ssl.ramps import Ramp, as_ramp, paper_unsupervised_ramp
+from qgfast.ssl.ramps import Ramp
 
 
 class InterpolationConsistency(TeacherFramework):
@@ -42,17 +42,16 @@ class InterpolationConsistency(TeacherFramework):
         consistency_ramp: Ramp | float | None = None,
         **common: Any,
     ) -> None:
-        if quality is not None and not isinstance(quality, QualityGuide):
-            raise TypeError("quality must be a qgfast.quality.QualityGuide")
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
-        super().__init__(model, ema_decay=ema_decay, **common)
-        self.quality = quality
-        self.alpha = alpha
-        self.consistency_ramp = as_ramp(
-            paper_unsupervised_ramp(0.1) if consistency_ramp is None else consistency_ramp,
-            "consistency_ramp",
+        super().__init__(
+            model,
+            ema_decay=ema_decay,
+            quality=quality,
+            consistency_ramp=consistency_ramp,
+            **common,
         )
+        self.alpha = alpha
         self.name = "ICT" if quality is None else "ICT-QW"
 
     def _losses(
@@ -83,12 +82,5 @@ class InterpolationConsistency(TeacherFramework):
             w = lam * w_src + (1 - lam) * w_src[partner]
             extra.update(weight_summary(w, "quality_weight"))
         consistency = softmax_mse(logits[1], target, w)
-        lam_c = self.ramp(self.consistency_ramp)
-        out = {
-            "loss": sup + lam_c * consistency,
-            "sup": sup.detach(),
-            "consistency": consistency.detach(),
-            "lambda_consistency": torch.tensor(lam_c),
-            **extra,
-        }
+        out = self.combine(sup, "consistency", consistency, extra)
         return out, ([(images_u, logits[2])] if self.qar is not None else [])

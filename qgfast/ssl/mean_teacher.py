@@ -30,7 +30,7 @@ from qgfast.ssl.base import (
     weight_summary,
 )
 from qgfast.ssl.ema import MEAN_TEACHER_DECAY, Decay
-from qgfast.ssl.ramps import Ramp, SigmoidRamp, as_ramp, paper_unsupervised_ramp
+from qgfast.ssl.ramps import Ramp, SigmoidRamp, as_ramp
 
 
 class MeanTeacher(TeacherFramework):
@@ -52,20 +52,19 @@ class MeanTeacher(TeacherFramework):
         consistency_ramp: Ramp | float | None = None,
         **common: Any,
     ) -> None:
-        if quality is not None and not isinstance(quality, QualityGuide):
-            raise TypeError("quality must be a qgfast.quality.QualityGuide")
         if noise_std < 0 or noise_clip < 0:
             raise ValueError(
                 f"noise_std and noise_clip must be >= 0, got {noise_std}, {noise_clip}"
             )
-        super().__init__(model, ema_decay=ema_decay, **common)
-        self.quality = quality
+        super().__init__(
+            model,
+            ema_decay=ema_decay,
+            quality=quality,
+            consistency_ramp=consistency_ramp,
+            **common,
+        )
         self.noise_std = noise_std
         self.noise_clip = noise_clip
-        self.consistency_ramp = as_ramp(
-            paper_unsupervised_ramp(0.1) if consistency_ramp is None else consistency_ramp,
-            "consistency_ramp",
-        )
         self.name = "MT" if quality is None else "MT-QW"
 
     def consistency_mask(
@@ -91,15 +90,7 @@ class MeanTeacher(TeacherFramework):
             w = self.quality_weights(self.quality, images_u, hard_labels(probs_t))
             extra.update(weight_summary(w, "quality_weight"))
         consistency = softmax_mse(logits_u, probs_t, w, voxel_mask=mask)
-        lam = self.ramp(self.consistency_ramp)
-        out = {
-            "loss": sup + lam * consistency,
-            "sup": sup.detach(),
-            "consistency": consistency.detach(),
-            "lambda_consistency": torch.tensor(lam),
-            **extra,
-        }
-        return out, [(images_u, logits_u)]
+        return self.combine(sup, "consistency", consistency, extra), [(images_u, logits_u)]
 
 
 class UncertaintyMeanTeacher(MeanTeacher):

@@ -30,7 +30,7 @@ from qgfast.ssl.base import (
     weight_summary,
 )
 from qgfast.ssl.ema import PAPER_PL_DECAY, Decay
-from qgfast.ssl.ramps import Ramp, as_ramp, paper_unsupervised_ramp
+from qgfast.ssl.ramps import Ramp
 
 MODES = {"threshold": "PL-T", "confidence": "PL-C", "quality": "PL-QW"}
 
@@ -43,6 +43,8 @@ class PseudoLabel(TeacherFramework):
     threshold, power: τ and T of the confidence modes (0.9, 2).
     consistency_ramp: λ of L_pl; the paper's W = 15, R = 30 epochs to 0.25.
     """
+
+    unsupervised_weight = 0.25  # the paper's λ_qw
 
     def __init__(
         self,
@@ -71,22 +73,21 @@ class PseudoLabel(TeacherFramework):
                 if quality is None
                 else f"quality= is used by mode='quality' only, not mode={mode!r}"
             )
-        if quality is not None and not isinstance(quality, QualityGuide):
-            raise TypeError("quality must be a qgfast.quality.QualityGuide")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         if power < 0:
             raise ValueError(f"power must be >= 0, got {power}")
-        super().__init__(model, ema_decay=ema_decay, **common)
+        super().__init__(
+            model,
+            ema_decay=ema_decay,
+            quality=quality,
+            consistency_ramp=consistency_ramp,
+            **common,
+        )
         self.mode = mode
         self.name = MODES[mode]
-        self.quality = quality
         self.threshold = threshold
         self.power = power
-        self.consistency_ramp = as_ramp(
-            paper_unsupervised_ramp(0.25) if consistency_ramp is None else consistency_ramp,
-            "consistency_ramp",
-        )
 
     def sample_weights(
         self, images_u: torch.Tensor, teacher_probs: torch.Tensor, pseudolabels: torch.Tensor
@@ -122,12 +123,5 @@ class PseudoLabel(TeacherFramework):
             smooth=1e-6,
             validate=False,  # argmax labels are in range by construction
         )
-        lam = self.ramp(self.consistency_ramp)
-        out = {
-            "loss": sup + lam * pseudo,
-            "sup": sup.detach(),
-            "pseudo": pseudo.detach(),
-            "lambda_pseudo": torch.tensor(lam),
-            **weight_summary(w, "quality_weight" if self.quality else "confidence_weight"),
-        }
-        return out, [(images_u, logits_u)]
+        summary = weight_summary(w, "quality_weight" if self.quality else "confidence_weight")
+        return self.combine(sup, "pseudo", pseudo, summary), [(images_u, logits_u)]
