@@ -391,9 +391,6 @@ class Framework:
         """This step's host-side draws (mixup factors, flip axes): no device sync."""
         return np.random.default_rng([self._step_seed, 1])
 
-    def _new_teacher(self) -> None:
-        self._teacher = make_teacher(self.model)
-
     def _sync_teacher(self, device: torch.device) -> None:
         """Move the teacher to the data's device (the model may have moved after building)."""
         t = self._teacher
@@ -439,7 +436,7 @@ class TeacherFramework(Framework):
     def __init__(self, model: nn.Module, *, ema_decay: Decay | float, **common: Any) -> None:
         super().__init__(model, **common)
         self.ema_decay = as_decay(ema_decay)
-        self._new_teacher()
+        self._teacher = make_teacher(self.model)
 
     def after_step(self) -> None:
         assert self._teacher is not None

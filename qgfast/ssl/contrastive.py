@@ -115,7 +115,9 @@ class ContrastiveConsistency(Framework):
         clip = 2 * self.noise_std
         view_1 = self.noise(images_u, gen, self.noise_std, clip)
         view_2 = self.noise(images_u, gen, self.noise_std, clip).flip(axis)
-        # the hook lives only for this forward: validation passes capture nothing
+        # the hook lives only for this forward: validation passes capture nothing, and a
+        # forward that raised leaves nothing behind for the next step
+        self._captured.clear()
         hook = None
         if self._feature_module is not None:
             hook = self._feature_module.register_forward_hook(self._capture)
