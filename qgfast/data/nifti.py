@@ -42,7 +42,7 @@ class NiftiVolume:
     @property
     def zooms(self) -> tuple[float, ...]:
         """Voxel sizes per axis (pixdim[1 : ndim + 1] after nibabel's fixes)."""
-        return tuple(float(z) for z in _fixed_pixdim(self.header)[1 : len(self.shape) + 1])
+        return header_zooms(self.header)
 
     @property
     def datatype(self) -> str:
@@ -83,6 +83,12 @@ def nifti_header(path: str | Path) -> dict[str, Any]:
 
     with native_data_errors():
         return _native.nifti_header(Path(path))
+
+
+def header_zooms(header: dict[str, Any]) -> tuple[float, ...]:
+    """Voxel sizes per axis of a parsed header (``nifti_header``), as nibabel's
+    ``get_zooms()``: pixdim[1 : ndim + 1] with zeros read as 1 and signs dropped."""
+    return tuple(float(z) for z in _fixed_pixdim(header)[1 : len(header["shape"]) + 1])
 
 
 def _float_type(header: dict[str, Any]) -> type:

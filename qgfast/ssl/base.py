@@ -54,9 +54,17 @@ def confidence(probs: torch.Tensor) -> torch.Tensor:
 
 
 def weight_summary(weights: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
-    """Mean weight and the share of samples with a non-zero weight, for the logs."""
-    w = weights.detach().float()
-    return {f"{prefix}_mean": w.mean(), f"{prefix}_kept": (w > 0).float().mean()}
+    """Mean weight, its 10th/50th/90th percentiles and the share of samples with a non-zero
+    weight, for the logs (0-dim tensors: no device sync until the trainer logs them)."""
+    w = weights.detach().float().flatten()
+    q = torch.quantile(w, torch.tensor([0.1, 0.5, 0.9], device=w.device))
+    return {
+        f"{prefix}_mean": w.mean(),
+        f"{prefix}_p10": q[0],
+        f"{prefix}_p50": q[1],
+        f"{prefix}_p90": q[2],
+        f"{prefix}_kept": (w > 0).float().mean(),
+    }
 
 
 def _images(batch: Any, role: str) -> torch.Tensor:

@@ -80,3 +80,28 @@ def batches(
     }
     unlabeled = {"image": torch.randn(b_u, in_ch, *size, generator=g)}
     return labeled, unlabeled
+
+
+class ToyStream:
+    """A two-stream source like ``VolumeStream``: ``steps`` batches per epoch of
+    {"labeled", "unlabeled"}, each drawn from (seed, epoch, index) alone, with
+    ``set_epoch`` and ``len`` (so a resumed run can re-enter an epoch)."""
+
+    def __init__(self, dims=2, steps=3, classes=2, seed=0, size=None, nan_at=None):
+        self.dims, self.steps, self.classes, self.seed = dims, steps, classes, seed
+        self.size, self.epoch, self.nan_at = size, 0, nan_at
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for i in range(self.steps):
+            seed = (self.seed * 1000 + self.epoch) * 100 + i
+            labeled, unlabeled = batches(self.dims, classes=self.classes, size=self.size, seed=seed)
+            if self.nan_at == (self.epoch, i):
+                labeled["image"][0, 0, 0, 0] = float("nan")
+            yield {"labeled": labeled, "unlabeled": unlabeled}
+        self.epoch += 1
