@@ -1,7 +1,7 @@
 """The ``qgfast`` command line.
 
 Subcommands arrive with the features behind them; today: ``info``, ``synthetic``,
-``train-quality`` and ``eval-quality``.
+``train-quality``, ``eval-quality``, ``train`` and ``predict``.
 """
 
 from __future__ import annotations
@@ -77,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(func=_cmd_synthetic)
 
-    from qgfast.quality.cli import add_commands
+    from qgfast.quality.cli import add_commands as add_quality_commands
+    from qgfast.ssl.cli import add_commands as add_ssl_commands
 
-    add_commands(commands)
+    add_quality_commands(commands)
+    add_ssl_commands(commands)
     return parser
 
 

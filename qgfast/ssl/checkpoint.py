@@ -82,7 +82,7 @@ def rng_state() -> dict[str, Any]:
     """Python's, numpy's global, torch's CPU and every CUDA device's generator states,
     as tensors and plain types (``weights_only`` loadable)."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=False)
+    np_state = np.random.get_state(legacy=False)  # noqa: NPY002 (user code may use it)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": {
@@ -103,7 +103,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state(
+    np.random.set_state(  # noqa: NPY002
         {
             "bit_generator": "MT19937",
             "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},

@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class Trainer:
         audit, ``qgfast.ssl.audit``).
     run_info: JSON-able description of the run saved in every checkpoint (what
         ``qgfast predict`` rebuilds the model from).
+    callbacks: ``callback(trainer, losses)`` after every optimiser step (losses: the
+        step's dict of 0-dim tensors); ``trainer.request_stop()`` ends the run cleanly.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class Trainer:
         audit: Callable[[Framework], dict[str, float]] | None = None,
         device: torch.device | str | None = None,
         run_info: dict[str, Any] | None = None,
+        callbacks: Sequence[Callable[[Trainer, dict[str, torch.Tensor]], None]] = (),
     ) -> None:
         if not isinstance(framework, Framework):
             raise TypeError("framework must be a qgfast.ssl framework")
@@ -155,6 +158,7 @@ class Trainer:
         self.validator = validator
         self.audit = audit
         self.run_info = run_info or {}
+        self.callbacks = list(callbacks)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.optimizers = [make_optimizer(m, cfg.optim) for m in framework.models]
         self.schedulers = [make_scheduler(o, self.total_steps, cfg.optim) for o in self.optimizers]
@@ -262,6 +266,8 @@ class Trainer:
                     continue
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v.detach().float()
+                for callback in self.callbacks:
+                    callback(self, out)
                 timer["data"] += t1 - t0
                 timer["total"] += time.perf_counter() - t0
                 timer["steps"] += 1
@@ -270,10 +276,10 @@ class Trainer:
                     sums, timer = {}, {"data": 0.0, "total": 0.0, "steps": 0}
                 if bar is not None:
                     bar.update(1)
-                if self.step % self.val_every == 0 or self.step == self.total_steps:
-                    if self._validate():
-                        stopped = "early-stop"
-                        break
+                due = self.step % self.val_every == 0 or self.step == self.total_steps
+                if due and self._validate():
+                    stopped = "early-stop"
+                    break
                 if self.step % cfg.checkpoint_every == 0:
                     self.save("last.pt")
                 if dist.any_rank(self._stop_signal is not None):  # every rank stops together
@@ -357,6 +363,10 @@ class Trainer:
             "skip_nonfinite (--skip-nonfinite)"
         )
 
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """End the run after the current step, as SIGINT/SIGTERM do (last.pt is written)."""
+        self._stop_signal = signum
+
     # -- validation and early stopping -------------------------------------------------------
     def _validate(self) -> bool:
         """Validate (and audit); save best.pt on a gain. Returns True to stop early."""
@@ -415,7 +425,7 @@ class Trainer:
             return {}
 
         def handler(signum, _frame):
-            self._stop_signal = signum
+            self.request_stop(signum)
 
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
