@@ -332,6 +332,7 @@ class Trainer:
         if dist.any_rank(bad):
             return self._non_finite(out)
         self.scaler.scale(loss).backward()
+        out["loss"] = loss.detach()
         for i, (model, o) in enumerate(zip(fw.models, self.optimizers, strict=True)):
             if cfg.grad_clip is not None:
                 self.scaler.unscale_(o)
@@ -348,7 +349,7 @@ class Trainer:
 
     def _non_finite(self, out: dict[str, torch.Tensor]) -> None:
         terms = ", ".join(
-            f"{k}={float(v):.4g}" for k, v in out.items() if not bool(torch.isfinite(v).all())
+            f"{k}={float(v.detach()):.4g}" for k, v in out.items() if not bool(torch.isfinite(v).all())
         )
         where = f"step {self.step + 1} (epoch {self.labeled.epoch})"
         if self.config.skip_nonfinite:
