@@ -349,7 +349,9 @@ class Trainer:
 
     def _non_finite(self, out: dict[str, torch.Tensor]) -> None:
         terms = ", ".join(
-            f"{k}={float(v.detach()):.4g}" for k, v in out.items() if not bool(torch.isfinite(v).all())
+            f"{k}={float(v.detach()):.4g}"
+            for k, v in out.items()
+            if not bool(torch.isfinite(v).all())
         )
         where = f"step {self.step + 1} (epoch {self.labeled.epoch})"
         if self.config.skip_nonfinite:

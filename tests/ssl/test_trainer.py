@@ -41,9 +41,11 @@ def test_every_method_trains_and_writes_a_loadable_checkpoint(method, tmp_path) 
     fw, stream = make(method)
     before = [p.detach().clone() for p in fw.models[0].parameters()]
     result = Trainer(fw, stream, out_dir=tmp_path, config=config(max_steps=3)).fit()
-    assert result["stopped"] == "budget" and result["steps"] == 3
+    assert result["stopped"] == "budget"
+    assert result["steps"] == 3
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["step"] == 3 and state["framework"]["global_step"] == 3
+    assert state["step"] == 3
+    assert state["framework"]["global_step"] == 3
     assert len(state["models"]) == len(fw.models) == len(state["optimizers"])
     assert (state["framework"]["teacher"] is None) == (fw.teacher is None)
     after = list(fw.models[0].parameters())
@@ -75,9 +77,11 @@ def _run(tmp_path, steps, stop_at=None, resume=False, stream=None, **kw):
 def test_resume_after_a_kill_matches_an_uninterrupted_run_step_for_step(method, tmp_path) -> None:
     _, straight, w_straight, fw_a = _run(tmp_path / "a", 7, method=method)
     first, part1, _, _ = _run(tmp_path / "b", 7, stop_at=4, method=method)
-    assert first["stopped"] == "interrupted" and first["steps"] == 4
+    assert first["stopped"] == "interrupted"
+    assert first["steps"] == 4
     second, part2, w_resumed, fw_b = _run(tmp_path / "b", 7, resume=True, method=method)
-    assert second["steps"] == 7 and sorted(part2) == [5, 6, 7]
+    assert second["steps"] == 7
+    assert sorted(part2) == [5, 6, 7]
     assert {**part1, **part2} == straight  # same losses, exactly
     assert all(torch.equal(a, b) for a, b in zip(w_straight, w_resumed, strict=True))
     if fw_a.teacher is not None:
@@ -109,7 +113,8 @@ def test_resume_re_enters_a_volume_stream_epoch_at_the_same_batch(tmp_path) -> N
     _, straight, w_straight, _ = _run(tmp_path / "a", 7, **kw)
     _run(tmp_path / "b", 7, stop_at=2, **kw)  # stopped inside the first epoch
     _, part2, w_resumed, _ = _run(tmp_path / "b", 7, resume=True, **kw)
-    assert {k: straight[k] for k in part2} == part2 and sorted(part2) == [3, 4, 5, 6, 7]
+    assert {k: straight[k] for k in part2} == part2
+    assert sorted(part2) == [3, 4, 5, 6, 7]
     assert all(torch.equal(a, b) for a, b in zip(w_straight, w_resumed, strict=True))
 
 
@@ -143,7 +148,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_and_says_so(tmp_path, monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint is intact"):
+    with pytest.raises(CheckpointError, match=r"No space left.*previous checkpoint is intact"):
         trainer.save("last.pt")
     monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
@@ -172,7 +177,8 @@ def test_sigint_writes_last_and_ends_cleanly(tmp_path) -> None:
         fw, stream, out_dir=tmp_path, config=config(max_steps=9), callbacks=[interrupt]
     )
     result = trainer.fit()
-    assert result["stopped"] == "interrupted" and result["signal"] == signal.SIGINT
+    assert result["stopped"] == "interrupted"
+    assert result["signal"] == signal.SIGINT
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
@@ -184,7 +190,8 @@ def test_a_non_finite_loss_stops_naming_the_step_or_is_skipped(tmp_path) -> None
     assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 1  # the state before it
     fw, stream = make("mt", nan_at=(0, 1))
     result = Trainer(fw, stream, out_dir=tmp_path / "b", config=config(skip_nonfinite=True)).fit()
-    assert result["skipped_nonfinite"] == 1 and result["steps"] == 4
+    assert result["skipped_nonfinite"] == 1
+    assert result["steps"] == 4
     assert all(torch.isfinite(p).all() for p in fw.model.parameters())
 
 
@@ -201,10 +208,13 @@ def test_best_checkpoint_follows_validation_and_early_stopping_counts_validation
         validator=lambda model: {"dice": next(scores)},
     )
     result = trainer.fit()
-    assert result["stopped"] == "early-stop" and result["steps"] == 8  # 0.5, 0.4: no gain
-    assert result["best"]["step"] == 4 and result["best"]["metric"] == 0.6
+    assert result["stopped"] == "early-stop"
+    assert result["steps"] == 8
+    assert result["best"]["step"] == 4
+    assert result["best"]["metric"] == 0.6
     best = load_checkpoint(tmp_path / "best.pt")
-    assert best["step"] == 4 and "optimizers" not in best  # best.pt holds weights only
+    assert best["step"] == 4
+    assert "optimizers" not in best
     assert [r["dice"] for r in result["history"]] == [0.2, 0.6, 0.5, 0.4]
     assert (tmp_path / "history.jsonl").read_text().count("\n") == 4
 
