@@ -44,6 +44,7 @@ def test_cli_info_json(capsys) -> None:
 
 
 def test_cli_offers_only_real_commands(capsys) -> None:
-    # demo/bench/train arrive with their features, not as fakes before.
+    # demo/bench arrive with their features, not as fakes before.
     choices = cli.build_parser()._subparsers._group_actions[0].choices
-    assert set(choices) == {"info", "synthetic", "train-quality", "eval-quality"}
+    expected = {"info", "synthetic", "train-quality", "eval-quality", "train", "predict"}
+    assert set(choices) == expected
