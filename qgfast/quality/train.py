@@ -69,7 +69,9 @@ def _step_seed(seed: int, epoch: int, batch: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + batch) % (2**31 - 1)
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` setting on ``device`` (None: full precision);
+    the SSL trainer uses the same rule."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "fp16":
@@ -197,8 +199,8 @@ def train_predictor(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=cfg.t0, T_mult=cfg.t_mult
     )
-    amp_dtype = _amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    cast = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cast == torch.float16)
     state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0}
     history: list[dict[str, Any]] = []
     if resume and (out / "last.pt").is_file():
@@ -250,7 +252,7 @@ def train_predictor(
             chunks = order.split(cfg.batch_size)
             for c, chunk in enumerate(chunks):
                 x = torch.cat([images[chunk // cfg.k], masks[chunk].to(images.dtype)], 1)
-                with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
+                with torch.autocast(device.type, cast, enabled=cast is not None):
                     q = predictor(x)
                 loss = F.smooth_l1_loss(q.float(), target[chunk].float())
                 optimizer.zero_grad(set_to_none=True)
@@ -282,7 +284,7 @@ def train_predictor(
                 device,
                 cfg.val_k,
                 cfg.seed + VAL_SEED_OFFSET,
-                amp_dtype,
+                cast,
             )
             row |= {f"val_{key}": value for key, value in val.items()}
             improved = val["loss"] < state["best_val_loss"]

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qgfast.quality.train import amp_dtype
 from qgfast.ssl import distributed as dist
 from qgfast.ssl.base import Framework
 from qgfast.ssl.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
@@ -77,15 +78,6 @@ class TrainerConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of an ``amp`` setting on ``device`` (None: full precision)."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16":
-        return torch.float16
-    return torch.bfloat16
 
 
 def set_deterministic(on: bool) -> None:
