@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # ruff: noqa: RUF009  (every field is made by _f, which attaches the flag's help text)
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -120,13 +120,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def resolve(file_values: dict[str, Any], explicit: dict[str, Any]) -> RunConfig:
     """Defaults ← config file ← explicit flags."""
     return RunConfig(**{**file_values, **explicit})
-
-
-def defaults() -> dict[str, Any]:
-    out = {}
-    for f in fields(RunConfig):
-        out[f.name] = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-    return out
 
 
 def check_resume(stored: dict[str, Any], explicit: dict[str, Any]) -> RunConfig:

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -435,7 +435,3 @@ def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:
     if not metrics:
         return {}
     return {k: v for k, v in metrics.items() if k != "per_case"}
-
-
-def config_dict(cfg: TrainerConfig) -> dict[str, Any]:
-    return asdict(cfg)
