@@ -43,6 +43,7 @@ class PseudolabelAudit:
         if guide is None:
             return {}
         model = framework.teacher if framework.teacher is not None else framework.eval_model
+        model = dist.for_inference(model)
         was_training = model.training
         model.eval()
         predicted, true = [], []

@@ -112,8 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"qgfast train: error: {err}", file=sys.stderr)
         return 2
     finally:
+        main = dist.is_main()  # read before teardown: afterwards every process says rank 0
         dist.teardown()
-    if dist.is_main():
+    if main:
         if cfg.seeds:
             summary = aggregate(reports)
             (out / "report.json").write_text(json.dumps(summary, indent=1) + "\n")

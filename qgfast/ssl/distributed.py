@@ -60,14 +60,40 @@ def teardown() -> None:
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` on ``device``, inside DistributedDataParallel when distributed. Wrap before
     building the framework: its EMA teacher then averages weights DDP keeps equal on every
-    rank, so teachers agree across ranks without communication. BatchNorm buffers are
-    broadcast from rank 0 at every forward (DDP's default), so the teacher's copies agree too.
+    rank, so teachers agree across ranks without communication. BatchNorm running statistics
+    are the exception: DDP broadcasts rank 0's at the start of each training forward, but
+    each rank's own forward then updates them locally, so ``for_inference`` re-broadcasts
+    them before anything is scored.
     """
     model = model.to(device)
     if not is_distributed():
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def sync_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, in place."""
+    if not is_distributed():
+        return
+    for buf in model.buffers():
+        if dist.get_backend() == "nccl" or buf.device.type == "cpu":
+            dist.broadcast(buf.data, src=0)
+        else:  # gloo with a tensor on an accelerator: go through the CPU
+            host = buf.data.cpu()
+            dist.broadcast(host, src=0)
+            buf.data.copy_(host)
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """The module to score with on this rank: buffers synced from rank 0, then the module
+    under DDP, whose forward runs no collective. Through DDP itself, ranks scoring different
+    numbers of cases would deadlock in its per-forward buffer broadcast. Every rank must
+    call this (the sync is a collective)."""
+    sync_buffers(model)
+    while isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
 
 
 def gather(obj: Any) -> list[Any]:

@@ -217,6 +217,7 @@ class Validator:
         return item
 
     def __call__(self, model: nn.Module) -> dict[str, Any]:
+        model = dist.for_inference(model)
         mine = []
         for i in range(dist.rank(), len(self.cases), dist.world_size()):
             image, label, spacing = self._load(i)
