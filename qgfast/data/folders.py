@@ -11,6 +11,7 @@ Layouts recognised under a root folder (the first image folder found wins):
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,21 @@ def _read_nifti_array(path: Path) -> np.ndarray:
     from qgfast.data.nifti import read_nifti
 
     return read_nifti(path).data
+
+
+def declared_num_classes(root: str | Path) -> int | None:
+    """Classes (background included) that ``root/dataset.json``'s "labels" declares, or
+    None when the folder has no such file (callers then count the labels' values)."""
+    meta = Path(root) / "dataset.json"
+    if not meta.is_file():
+        return None
+    try:
+        labels = json.loads(meta.read_text()).get("labels")
+        if isinstance(labels, dict) and labels:
+            return max(int(v) for v in labels.values() if not isinstance(v, list)) + 1
+    except (ValueError, TypeError, AttributeError) as err:
+        raise DataError(meta, f'unreadable "labels" ({err})') from err
+    return None
 
 
 def read_image(path: str | Path) -> np.ndarray:

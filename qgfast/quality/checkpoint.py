@@ -7,18 +7,18 @@ draws the same corruption mix), ``train`` (the training config), ``data`` (prepr
 and split, set by the caller), ``epoch``, ``best_val_loss``, ``best_epoch``, ``bad_epochs``,
 ``history``, and — in ``last.pt`` only, for resuming — ``optimizer``, ``scheduler``,
 ``scaler``.
-Writes go to a temporary file first and are renamed, so an interrupted save never leaves
-a truncated checkpoint behind.
+Writes are atomic (temporary file, fsync, rename; ``qgfast._atomic``), so an interrupted
+save never leaves a truncated checkpoint behind.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from qgfast._atomic import atomic_torch_save
 from qgfast.corrupt import VQMGenerator
 from qgfast.quality.model import QualityPredictor
 from qgfast.quality.weak import load_weak_models
@@ -27,10 +27,7 @@ FORMAT = "qgfast.quality/1"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"format": FORMAT, **state}, path)
 
 
 def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:

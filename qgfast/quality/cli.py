@@ -83,12 +83,10 @@ def _parse_size(text: str | None, spatial_dims: int) -> tuple[int, ...] | None:
 
 
 def _num_classes(root: Path, dataset) -> int:
-    meta = root / "dataset.json"
-    if meta.is_file():
-        labels = json.loads(meta.read_text()).get("labels")
-        if isinstance(labels, dict) and labels:
-            return max(int(v) for v in labels.values() if not isinstance(v, list)) + 1
-    return max(2, dataset.num_classes())
+    from qgfast.data import declared_num_classes
+
+    declared = declared_num_classes(root)
+    return declared if declared is not None else max(2, dataset.num_classes())
 
 
 def _loaders(size, normalisation, images_per_batch, workers, seed):

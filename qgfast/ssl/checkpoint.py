@@ -2,21 +2,20 @@
 
 A checkpoint is one ``torch.save`` dict of plain types and tensors, so it loads with
 ``weights_only=True`` (no pickled code runs when a user opens a file from elsewhere).
-Writes go to a temporary file in the same folder, are flushed and fsynced, then renamed
-over the old file and the folder entry fsynced: a kill or a full disk at any moment
-leaves either the old checkpoint or the new one, never a truncated file.
+Writes are atomic (``qgfast._atomic``): a kill or a full disk at any moment leaves either
+the old checkpoint or the new one, never a truncated file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from qgfast._atomic import atomic_torch_save
 
 FORMAT = "qgfast.ssl/1"
 
@@ -25,40 +24,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read; the message names the file."""
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def atomic_save(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``{"format": FORMAT, **state}`` to ``path`` atomically (see the module
-    docstring); on failure the temporary file is removed and the old ``path`` is intact."""
+    docstring); on failure the old ``path`` is intact and the error names the file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _rename(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(err, OSError):
-            previous = "the previous checkpoint is intact" if path.exists() else "none existed"
-            raise CheckpointError(f"could not write {path}: {err} ({previous})") from err
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _rename(tmp: Path, path: Path) -> None:
-    """The commit point of ``atomic_save`` (a seam for the crash-injection tests)."""
-    os.replace(tmp, path)
+        return atomic_torch_save({"format": FORMAT, **state}, path)
+    except OSError as err:
+        previous = "the previous checkpoint is intact" if path.exists() else "none existed"
+        raise CheckpointError(f"could not write {path}: {err} ({previous})") from err
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -103,13 +103,11 @@ def check_cases(cases: list[Case], skip_bad: bool) -> tuple[list[Case], dict, li
 
 
 def _num_classes(root: Path, labeled: list[Case]) -> int:
-    meta = root / "dataset.json"
-    if meta.is_file():
-        labels = json.loads(meta.read_text()).get("labels")
-        if isinstance(labels, dict) and labels:
-            return max(int(v) for v in labels.values() if not isinstance(v, list)) + 1
-    from qgfast.data.folders import read_label
+    from qgfast.data.folders import declared_num_classes, read_label
 
+    declared = declared_num_classes(root)
+    if declared is not None:
+        return declared
     return max(2, 1 + max(int(read_label(c.label).max()) for c in labeled if c.label))
 
 

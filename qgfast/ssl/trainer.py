@@ -164,6 +164,9 @@ class Trainer:
         self.last_metrics: dict[str, Any] | None = None
         self._stop_signal: int | None = None
         self._writer = None
+        # Wall time of this process's steps: waiting for batches vs the whole step (data
+        # wait included), so a loader that starves the network shows in the summary.
+        self.timing = {"data_s": 0.0, "step_s": 0.0, "steps": 0}
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -260,9 +263,13 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v.detach().float()
                 for callback in self.callbacks:
                     callback(self, out)
+                t2 = time.perf_counter()
                 timer["data"] += t1 - t0
-                timer["total"] += time.perf_counter() - t0
+                timer["total"] += t2 - t0
                 timer["steps"] += 1
+                self.timing["data_s"] += t1 - t0
+                self.timing["step_s"] += t2 - t0
+                self.timing["steps"] += 1
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log_train(sums, timer, bar)
                     sums, timer = {}, {"data": 0.0, "total": 0.0, "steps": 0}
@@ -296,6 +303,7 @@ class Trainer:
             "skipped_nonfinite": self.skipped_steps,
             "best": self.best,
             "final": _scalars(self.last_metrics),
+            "throughput": throughput(self.timing),
             "history": self.history,
         }
 
@@ -428,6 +436,16 @@ class Trainer:
     def _restore_signal_handlers(old: dict[int, Any]) -> None:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def throughput(timing: dict[str, float]) -> dict[str, float | None]:
+    """steps/s and the share of step time spent waiting for data, from ``Trainer.timing``."""
+    if not timing["steps"] or timing["step_s"] <= 0:
+        return {"steps_per_s": None, "data_wait_share": None}
+    return {
+        "steps_per_s": timing["steps"] / timing["step_s"],
+        "data_wait_share": timing["data_s"] / timing["step_s"],
+    }
 
 
 def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,15 @@ def test_shape_mismatch_between_image_and_label(tmp_path):
 def test_missing_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_image(tmp_path / "nothing.png")
+
+
+def test_declared_num_classes_reads_dataset_json_and_refuses_nonsense(tmp_path):
+    from qgfast.data import declared_num_classes
+
+    assert declared_num_classes(tmp_path) is None
+    meta = tmp_path / "dataset.json"
+    meta.write_text(json.dumps({"labels": {"background": 0, "organ": 1, "tumour": 2}}))
+    assert declared_num_classes(tmp_path) == 3
+    meta.write_text(json.dumps({"labels": {"background": 0, "organ": "one"}}))
+    with pytest.raises(DataError, match=r"dataset\.json"):
+        declared_num_classes(tmp_path)

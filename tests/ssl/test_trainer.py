@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from qgfast.ssl import checkpoint as ckpt_mod
+from qgfast import _atomic
 from qgfast.ssl.checkpoint import CheckpointError, load_checkpoint
 from qgfast.ssl.methods import METHODS, build_framework, needs_guide
 from qgfast.ssl.trainer import NonFiniteLoss, Trainer, TrainerConfig
@@ -129,7 +129,7 @@ def test_a_crash_between_write_and_rename_leaves_the_previous_checkpoint(
     def crash(tmp, path):
         raise KeyboardInterrupt  # the process dies between the write and the rename
 
-    monkeypatch.setattr(ckpt_mod, "_rename", crash)
+    monkeypatch.setattr(_atomic, "_rename", crash)
     with pytest.raises(KeyboardInterrupt):
         trainer.save("last.pt")
     assert (tmp_path / "last.pt").read_bytes() == before
