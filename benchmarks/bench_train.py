@@ -101,11 +101,11 @@ def run_loop(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/train.jsonl")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     device = default_device()
     if device.type == "cpu":
         torch.set_num_threads(2)
@@ -136,7 +136,8 @@ def main() -> None:
                 extra=extra,
             )
             print(f"  {name}: {extra}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,7 +26,8 @@ scipy's, do not count). `speed-up` = baseline p50 / p50 and `mem` = peak / basel
 the baseline provider (`{baseline}`; for the whole generator, the authors-style per-sample
 CPU generator; for NIfTI decode, nibabel; for SSL batches, a torch DataLoader with 2
 workers over nibabel, and there `speed-up` compares batches/s over the whole run, since
-p50 hides a queue's periodic refills) in the same run only. CPU and GPU rows are in
+p50 hides a queue's periodic refills; for the Trainer's loop, `train-loop`, the same
+DataLoader, comparing steps/s) in the same run only. CPU and GPU rows are in
 separate sections and never share a ratio. 2D rows (`image-batch`): `qgfast-image` decodes
 JPEGs with libjpeg-turbo from the AMD EPYC runs on, `qgfast-image-zune` with zune-jpeg; the
 Intel Xeon runs predate libjpeg-turbo, so their `qgfast-image` is zune-jpeg.
@@ -42,9 +43,14 @@ BASELINE_FOR_OP = {
     "nifti-decode": "nibabel",
     "ssl-batch": "dataloader-2w",
     "image-batch": "pil-dataloader-2w",
+    "train-loop": "dataloader-2w",
 }
 # Ops compared by a throughput recorded in ``extra`` rather than by p50.
-THROUGHPUT_FOR_OP = {"ssl-batch": "batches_per_s", "image-batch": "batches_per_s"}
+THROUGHPUT_FOR_OP = {
+    "ssl-batch": "batches_per_s",
+    "image-batch": "batches_per_s",
+    "train-loop": "steps_per_s",
+}
 
 
 def _key(row: Row) -> tuple[str, ...]:
