@@ -25,6 +25,15 @@ import torch
 import torch.nn.functional as F
 
 KINDS = ("lesion2d", "organ3d")
+# What makes a lesion2d case hard (``hard_fraction``): each is what real dermoscopy throws
+# at a segmenter, and what makes a teacher's pseudolabels vary in quality.
+HARD_LESION = (
+    "low contrast (lesion darkness 0.05-0.25 of the easy range's top)",
+    "fuzzy border (twice the border softness)",
+    "atypical shape (three lobes, outline waviness x1.8)",
+    "dense thick hair (8 extra hairs, 1.8x as wide)",
+    "a bright gel-bubble ring over skin or lesion",
+)
 
 
 def _smooth_noise(shape: Sequence[int], cell: float, gen: torch.Generator) -> torch.Tensor:
@@ -44,8 +53,15 @@ def _case_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + index) % (2**63))
 
 
-def lesion_case(size: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One dermoscopy-like case: (RGB uint8 [size, size, 3], mask uint8 [size, size] 0/1)."""
+def lesion_case(
+    size: int, gen: torch.Generator, hard: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One dermoscopy-like case: (RGB uint8 [size, size, 3], mask uint8 [size, size] 0/1).
+
+    hard: the kind of case a segmenter gets wrong (see ``HARD_LESION``): a faint, fuzzy
+    lesion of atypical shape (three lobes, a strongly wavy outline), dense thick hair and a
+    bright gel-bubble ring. An easy case draws exactly what it drew before this option.
+    """
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     # skin: a tone between light and dark, slow shading, pores, vignette
@@ -56,35 +72,43 @@ def lesion_case(size: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray
     skin = tone.view(3, 1, 1) * (shading + pores)
     # lesion: union of lobes with Fourier-perturbed radius
     depth = torch.full((size, size), -10.0)
-    for lobe in range(1 if _uniform(gen, 0, 1) < 0.7 else 2):
+    lobes = 1 if _uniform(gen, 0, 1) < 0.7 else 2
+    for lobe in range(3 if hard else lobes):
         cy, cx = 0.5 + _uniform(gen, -0.12, 0.12), 0.5 + _uniform(gen, -0.12, 0.12)
         r0 = _uniform(gen, 0.13, 0.33) * (0.7 if lobe else 1.0)
         theta = torch.atan2(yy - cy, xx - cx)
         radius = torch.ones_like(theta)
         for k in range(2, 8):
-            amp = _uniform(gen, 0.0, 0.22) / k**0.7
+            amp = _uniform(gen, 0.0, 0.22) / k**0.7 * (1.8 if hard else 1.0)
             radius = radius + amp * torch.cos(k * theta + _uniform(gen, 0, 2 * math.pi))
         dist = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
         depth = torch.maximum(depth, (r0 * radius.clamp_min(0.3) - dist) / r0)
     depth = depth + 0.06 * _smooth_noise((size, size), size / 14, gen)
-    softness = _uniform(gen, 0.02, 0.09)
+    softness = _uniform(gen, 0.02, 0.09) * (2.0 if hard else 1.0)
     alpha = torch.sigmoid(depth / softness)
     mask = (alpha > 0.5).to(torch.uint8)
     darkness = _uniform(gen, 0.15, 1.0)  # some lesions are faint: harder cases
+    if hard:
+        darkness = 0.05 + 0.2 * darkness
     brown = torch.tensor([0.55, 0.36, 0.25]) * (1 - 0.55 * darkness)
     network = 1 + 0.18 * _smooth_noise((size, size), max(2.0, size / 24), gen)
     core = 1 - 0.35 * darkness * depth.clamp(0, 0.6) / 0.6
     lesion = brown.view(3, 1, 1) * network * core
     img = skin * (1 - alpha) + lesion * alpha
     # hairs: dark quadratic Bézier curves drawn over everything
-    for _ in range(int(_uniform(gen, 0, 1) ** 2 * 7)):
+    hairs = int(_uniform(gen, 0, 1) ** 2 * 7)
+    for _ in range(hairs + (8 if hard else 0)):
         p = torch.rand(3, 2, generator=gen) * 1.4 - 0.2
         s = torch.linspace(0, 1, 4 * size)[:, None]
         curve = (1 - s) ** 2 * p[0] + 2 * s * (1 - s) * p[1] + s**2 * p[2]
         pix = torch.stack([yy.flatten(), xx.flatten()], 1)
         near = torch.cdist(pix, curve).min(1).values.view(size, size)
-        width = _uniform(gen, 0.6, 1.6) / size
+        width = _uniform(gen, 0.6, 1.6) / size * (1.8 if hard else 1.0)
         img = img * (1 - 0.75 * torch.exp(-((near / width) ** 2))[None])
+    if hard:  # a gel bubble: a bright ring with a darker rim, anywhere in the field
+        by, bx, br = _uniform(gen, 0.2, 0.8), _uniform(gen, 0.2, 0.8), _uniform(gen, 0.08, 0.2)
+        ring = torch.exp(-(((torch.sqrt((yy - by) ** 2 + (xx - bx) ** 2) - br) / 0.012) ** 2))
+        img = img * (1 - 0.35 * ring)[None] + 0.5 * ring[None]
     vignette = 1 - 0.6 * ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 - 0.18).clamp_min(0)
     img = img * vignette + 0.015 * torch.randn(3, size, size, generator=gen)
     rgb = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
@@ -140,12 +164,19 @@ def make_synthetic_dataset(
     path: str | Path = "synthetic",
     seed: int = 0,
     size: int | Sequence[int] | None = None,
+    hard_fraction: float = 0.0,
 ) -> Path:
     """Write ``n`` cases of ``kind`` under ``path`` (nnU-Net layout); returns ``path``.
 
     size: lesion2d side (default 128) or organ3d shape (default 64×64×48, voxels
-    1.5×1.5×2 mm). Existing case files of the same names are overwritten.
+    1.5×1.5×2 mm). hard_fraction (lesion2d): the share of cases drawn hard (``HARD_LESION``);
+    which cases are hard depends on (seed, index) alone, and dataset.json lists them under
+    "hard_cases". Existing case files of the same names are overwritten.
     """
+    if not 0.0 <= hard_fraction <= 1.0:
+        raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+    if hard_fraction and kind != "lesion2d":
+        raise ValueError("hard_fraction applies to lesion2d only")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not isinstance(n, int) or n < 1:
@@ -159,15 +190,23 @@ def make_synthetic_dataset(
         side = 128 if size is None else int(size if isinstance(size, int) else size[0])
         if side < 16:
             raise ValueError(f"lesion2d size must be >= 16, got {side}")
+        hard_cases = []
         for i in range(n):
-            rgb, mask = lesion_case(side, _case_generator(seed, i))
+            pick = torch.rand((), generator=_case_generator(seed + 7919, i))
+            hard = bool(pick < hard_fraction)
+            rgb, mask = lesion_case(side, _case_generator(seed, i), hard=hard)
             Image.fromarray(rgb).save(root / "imagesTr" / f"lesion_{i:04d}_0000.png")
             Image.fromarray(mask).save(root / "labelsTr" / f"lesion_{i:04d}.png")
+            if hard:
+                hard_cases.append(f"lesion_{i:04d}")
         meta = {
             "channel_names": {"0": "R", "1": "G", "2": "B"},
             "labels": {"background": 0, "lesion": 1},
             "file_ending": ".png",
         }
+        if hard_fraction:
+            meta["hard_fraction"] = hard_fraction
+            meta["hard_cases"] = hard_cases
     else:
         from qgfast.data.nifti import write_nifti
 

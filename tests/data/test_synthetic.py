@@ -96,3 +96,23 @@ def test_smooth_noise_is_seeded():
     b = _smooth_noise((9, 7), 3, torch.Generator().manual_seed(1))
     assert a.shape == (9, 7)
     assert torch.equal(a, b)
+
+
+def test_hard_fraction_marks_hard_cases_and_leaves_easy_ones_as_they_were(tmp_path):
+    from PIL import Image
+
+    plain = make_synthetic_dataset("lesion2d", 12, tmp_path / "plain", seed=3, size=32)
+    mixed = make_synthetic_dataset(
+        "lesion2d", 12, tmp_path / "mixed", seed=3, size=32, hard_fraction=0.5
+    )
+    hard = set(json.loads((mixed / "dataset.json").read_text())["hard_cases"])
+    assert 0 < len(hard) < 12
+    for i in range(12):
+        name = f"lesion_{i:04d}_0000.png"
+        a = np.asarray(Image.open(plain / "imagesTr" / name))
+        b = np.asarray(Image.open(mixed / "imagesTr" / name))
+        assert np.array_equal(a, b) == (f"lesion_{i:04d}" not in hard), name
+    with pytest.raises(ValueError, match="hard_fraction"):
+        make_synthetic_dataset("lesion2d", 2, tmp_path / "x", hard_fraction=1.5)
+    with pytest.raises(ValueError, match="lesion2d only"):
+        make_synthetic_dataset("organ3d", 2, tmp_path / "y", hard_fraction=0.5)
