@@ -36,6 +36,9 @@ class PseudolabelAudit:
         self.batches = [{"image": b["image"].clone(), "label": b["label"].clone()} for b in batches]
         if not self.batches:
             raise ValueError("the audit has no batch (no unlabelled case with a label)")
+        # The last audit's per-sample pairs (what a scatter of predicted quality against
+        # true Dice plots); None until the first call.
+        self.last_pairs: dict[str, list[float]] | None = None
 
     @torch.no_grad()
     def __call__(self, framework: Framework) -> dict[str, float]:
@@ -62,6 +65,7 @@ class PseudolabelAudit:
         q = torch.cat([t for part in dist.gather(predicted) for t in part])
         d = torch.cat([t for part in dist.gather(true) for t in part])
         stats = agreement(q, d)
+        self.last_pairs = {"quality": q.tolist(), "dice": d.tolist()}
         return {
             "pearson": stats["pearson"],
             "mae": stats["mae"],

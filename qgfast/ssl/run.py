@@ -326,16 +326,20 @@ def build_framework_for(cfg: RunConfig, models, guide, steps_per_epoch: int, tot
     return fw
 
 
+AUDIT_SAMPLES = 64  # per rank: enough for a Pearson r and a scatter, cheap at each validation
+
+
 def _audit(cfg, pre, split, guide, device):
     from qgfast.ssl.audit import PseudolabelAudit
 
     if guide is None or len(split.audit) < dist.world_size():
         return None
     stream = make_stream(pre, split.audit, [], cfg, seed=cfg.seed + 7, augment=False)
-    batches = []
+    batches, samples = [], 0
     for b in stream:
         batches.append(b)
-        if len(batches) == 4:
+        samples += len(b["image"])
+        if samples >= AUDIT_SAMPLES:
             break
     return PseudolabelAudit(batches, device)
 
@@ -431,19 +435,22 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False) -> dict[str, Any]
         "in_channels": info.in_channels,
         "num_classes": info.num_classes,
     }
+    audit = _audit(cfg, pre, split, guide, device)
     trainer = Trainer(
         fw,
         stream,
         out_dir=out,
         config=tcfg,
         validator=validator,
-        audit=_audit(cfg, pre, split, guide, device),
+        audit=audit,
         device=device,
         run_info=run_info,
     )
     summary = trainer.fit(resume=resume)
     report: dict[str, Any] = {"method": cfg.method, "seed": cfg.seed, "training": summary}
     report["stream"] = {k: v for k, v in stream.stats().items() if k != "skipped"}
+    if audit is not None and audit.last_pairs is not None:
+        report["audit_pairs"] = audit.last_pairs  # the last validation's, for a scatter
     if summary["stopped"] == "interrupted":
         return report
     if split.test:  # read once, after training: the final weights, then the best
