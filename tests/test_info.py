@@ -44,7 +44,7 @@ def test_cli_info_json(capsys) -> None:
 
 
 def test_cli_offers_only_real_commands(capsys) -> None:
-    # demo/bench arrive with their features, not as fakes before.
+    # bench arrives with its feature, not as a fake before.
     choices = cli.build_parser()._subparsers._group_actions[0].choices
-    expected = {"info", "synthetic", "train-quality", "eval-quality", "train", "predict"}
+    expected = {"info", "synthetic", "train-quality", "eval-quality", "train", "predict", "demo"}
     assert set(choices) == expected

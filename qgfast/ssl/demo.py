@@ -72,7 +72,7 @@ def profile(synthetic: str | None, quick: bool, cuda: bool) -> Profile:
         if quick:
             return Profile(
                 10,
-                [24, 24, 16],
+                [32, 32, 16],
                 3,
                 6,
                 3,

@@ -53,7 +53,10 @@ def setup(device: str | None = None, timeout_s: float = 1800) -> torch.device:
 
 
 def teardown() -> None:
+    """Leave the process group: every rank waits for the others first, so no rank tears
+    down the store (hosted by rank 0) while another still talks to it."""
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -147,3 +147,14 @@ def test_demo_on_a_user_folder(tmp_path) -> None:
     assert report["split"]["hard_in_unlabeled"] == 0  # a user's folder marks no hard cases
     assert report["methods"]["pl-qw"]["vs_baseline"]["baseline"] == "sup"
     assert not (data / "split").exists()  # nothing is written into the user's folder
+
+
+def test_quick_demo_in_3d(tmp_path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--synthetic", "organ3d", "--methods", "sup", "mt-qw"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["runs"]["mt-qw"][0]["test_best"]["cases"] == report["split"]["test"]
+    assert len(report["runs"]["mt-qw"][0]["test_best"]["dice_per_class"]) == 3
+    assert "examples" not in report  # no image grid for volumes
+    assert (out / "demo.png").is_file()
