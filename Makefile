@@ -21,5 +21,5 @@ test:
 	cargo test
 
 bench:  ## measure on this machine's default device, append rows, re-render RESULTS.md
-	for b in benchmarks/bench_*.py; do $(PYTHON) -m benchmarks.$$(basename $$b .py) || exit 1; done
-	$(PYTHON) -m benchmarks.render_results benchmarks/results/*.jsonl --out benchmarks/RESULTS.md
+	$(PYTHON) -m qgfast bench --out benchmarks/results
+	$(PYTHON) -m qgfast.bench.render_results benchmarks/results/*.jsonl --out benchmarks/RESULTS.md

@@ -70,13 +70,13 @@ for name in bench_bandwidth $others; do
     record "$name" "skipped: budget spent"
     continue
   fi
-  timeout "$limit" "$py" -m "benchmarks.$name" --out "$out/results.jsonl" "${quick[@]}" \
+  timeout "$limit" "$py" -m "qgfast.bench.$name" --out "$out/results.jsonl" "${quick[@]}" \
     >>"$out/bench.log" 2>&1
   record "$name" $?
 done
 
 if [ -s "$out/results.jsonl" ]; then
-  "$py" -m benchmarks.render_results "$out/results.jsonl" --out "$out/RESULTS.md"
+  "$py" -m qgfast.bench.render_results "$out/results.jsonl" --out "$out/RESULTS.md"
   record "render RESULTS.md" $?
   "$py" - "$out/results.jsonl" <<'PY' | tee -a "$summary"
 import json, sys

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_corrupt import _providers, blob_masks
+from qgfast.bench.bench_corrupt import _providers, blob_masks
 
 
 @pytest.mark.parametrize("shape", ["ball", "cube"])
@@ -30,7 +30,7 @@ def test_blob_masks_cover_about_the_requested_fraction() -> None:
 
 def test_authors_style_generator_scores_its_own_masks() -> None:
     pytest.importorskip("scipy")
-    from benchmarks import authors_style_generator
+    from qgfast.bench import authors_style_generator
 
     masks = blob_masks((3, 1, 40, 36), torch.device("cpu"), fraction=0.3)[:, 0].numpy().astype(bool)
     out, dice = authors_style_generator.generate(masks, k=20, seed=1)

@@ -7,27 +7,28 @@ set written as ``.nii.gz``. Providers:
   .make_stream``: z-score, crops with foreground oversampling, flips, rot90, scale,
   intensity and noise in Rust; 2 threads);
 - ``dataloader-2w``: a torch DataLoader (2 workers) over nibabel reads with the same
-  per-sample work in NumPy (``benchmarks/loader_providers.py``'s ``NibabelSSL``: z-score,
+  per-sample work in NumPy (``qgfast/bench/loader_providers.py``'s ``NibabelSSL``: z-score,
   a random crop, flips, intensity and noise; no rot90/scale, so it does less work).
 Both share the machine's cores with the network, as they do in a real run. The row's p50 is
 the mean step time over the timed steps (after warm-up steps that fill the queues and
 start the workers); ``extra`` has steps/s and the share of step time the loop waited for a
 batch (``Trainer.timing``, what ``report.json``'s ``training.throughput`` also gives).
 
-    python -m benchmarks.bench_train [--quick] [--out benchmarks/results/train.jsonl]
+    python -m qgfast.bench.bench_train [--quick] [--out benchmarks/results/train.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Recorder, Timing, default_device
-from benchmarks.loader_providers import NibabelSSL, TwoStream
 from qgfast import ssl
+from qgfast.bench.harness import Recorder, Timing, default_device
+from qgfast.bench.loader_providers import NibabelSSL, TwoStream
 from qgfast.data import find_cases, make_synthetic_dataset
 from qgfast.ssl.trainer import Trainer, TrainerConfig, throughput
 
@@ -120,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         cases = find_cases(root)
         n_labelled = n // 4
         shape = f"MT 2+2x1x{'x'.join(map(str, patch))} from {n}x{'x'.join(map(str, size))}"
-        providers = {
-            "qgfast-stream": lambda: _qgfast_stream(cases, n_labelled, patch),
-            "dataloader-2w": lambda: _DataLoaderPairs(cases, n_labelled, patch),
-        }
+        providers = {"qgfast-stream": lambda: _qgfast_stream(cases, n_labelled, patch)}
+        if importlib.util.find_spec("nibabel") is not None:  # the baseline reads with it
+            providers["dataloader-2w"] = lambda: _DataLoaderPairs(cases, n_labelled, patch)
+        else:
+            print("train-loop dataloader-2w: skipped (needs nibabel)", flush=True)
         for name, make in providers.items():
             t, extra = run_loop(make(), device, warm, steps, Path(tmp) / name)
             rec.record(

@@ -13,7 +13,7 @@ Rows:
 Providers: ``qgfast`` (dispatched: Triton on CUDA) and ``reference`` (QGFAST_BACKEND=
 reference). On a CPU both dispatch to the same reference, so only ``reference`` runs there.
 
-    python -m benchmarks.bench_ssl [--quick] [--out ...]
+    python -m qgfast.bench.bench_ssl [--quick] [--out ...]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Recorder, default_device, time_callable
 from qgfast import losses, ssl
 from qgfast.backend import use_backend
+from qgfast.bench.harness import Recorder, default_device, time_callable
 from qgfast.quality import QualityGuide, QualityPredictor
 from qgfast.ssl.base import hard_labels, probabilities
 

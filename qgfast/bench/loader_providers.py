@@ -2,7 +2,7 @@
 batches (z-score, random crop, flips on 3 axes, intensity scale/shift p = 0.15, Gaussian
 noise p = 0.15) built by qgfast's VolumeStream and by what users run today.
 
-Run one provider per process (``python -m benchmarks.loader_providers NAME DATA PATCH N``)
+Run one provider per process (``python -m qgfast.bench.loader_providers NAME DATA PATCH N``)
 so its memory is measured alone; it prints JSON: per-batch times, batches/s over the whole
 run (p50 alone would hide a queue's periodic refills), peak RSS growth over the
 interpreter + torch baseline, and the largest DataLoader worker's private memory.

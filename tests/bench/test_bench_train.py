@@ -3,8 +3,8 @@ and a data-wait share that is a real fraction."""
 
 import pytest
 
-from benchmarks import harness
-from benchmarks.bench_train import main
+from qgfast.bench import harness
+from qgfast.bench.bench_train import main
 
 
 def test_quick_run_records_both_loaders(tmp_path, monkeypatch) -> None:

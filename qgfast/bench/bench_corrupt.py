@@ -1,6 +1,6 @@
 """Mask corruption vs what users run today: morphology (erosion, dilation) per op, and the
 whole VQM generator (masks/s and quality targets/s) against a per-sample NumPy/SciPy
-generator in the authors' style (``benchmarks/authors_style_generator.py``).
+generator in the authors' style (``qgfast/bench/authors_style_generator.py``).
 
 Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chord reference):
 - ``qgfast``: the dispatched op (Triton on CUDA; on CPU the bit-packed rows of
@@ -14,7 +14,7 @@ Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chor
 
 Shapes: 8×1×128³ and 24×1×256², uint8, ~10 % foreground (a smooth blob field).
 
-    python -m benchmarks.bench_corrupt [--quick] [--only morphology|generator]
+    python -m qgfast.bench.bench_corrupt [--quick] [--only morphology|generator]
         [--out benchmarks/results/corrupt.jsonl]
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import Recorder, default_device
 from qgfast import corrupt
 from qgfast.backend import use_backend
+from qgfast.bench.harness import Recorder, default_device
 from qgfast.reference.morphology import footprint
 
 SHAPES = {"3D": (8, 1, 128, 128, 128), "2D": (24, 1, 256, 256)}
@@ -134,7 +134,7 @@ QUICK_GENERATOR_CASES = {"tiny-2D 4x3": (4, 3, (48, 40))}
 def bench_generator(rec: Recorder, quick: bool) -> None:
     """Masks/s of ``VQMGenerator.generate`` (copies and their quality targets) vs the
     authors-style per-sample CPU generator (CPU rows only; it never runs on a GPU)."""
-    from benchmarks import authors_style_generator
+    from qgfast.bench import authors_style_generator
     from qgfast.corrupt import VQMGenerator
 
     gen = VQMGenerator()

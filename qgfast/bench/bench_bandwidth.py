@@ -4,7 +4,7 @@ An op that must read R bytes and write W bytes cannot beat (R + W) / bandwidth; 
 benchmarks quote "% of floor" with the bandwidth measured here, on the same device and run.
 Two patterns: copy (read N + write N bytes) and reduce (read N bytes, ``sum``).
 
-    python -m benchmarks.bench_bandwidth [--quick] [--out benchmarks/results/bandwidth.jsonl]
+    python -m qgfast.bench.bench_bandwidth [--quick] [--out benchmarks/results/bandwidth.jsonl]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Recorder, default_device
+from qgfast.bench.harness import Recorder, default_device
 
 
 def run(out: Path, quick: bool) -> None:

@@ -1,7 +1,7 @@
 import dataclasses
 
-from benchmarks.harness import Row
-from benchmarks.render_results import render
+from qgfast.bench.harness import Row
+from qgfast.bench.render_results import render
 
 BASE = Row(
     op="dice",
@@ -83,7 +83,7 @@ def test_ssl_batches_compare_whole_run_throughput_not_p50() -> None:
 def test_training_runs_table(tmp_path) -> None:
     import json
 
-    from benchmarks.render_results import render_training
+    from qgfast.bench.render_results import render_training
 
     metrics = {"n": 10, "mae": 0.05, "mse": 0.01, "pearson": 0.9, "spearman": 0.8}
     report = {

@@ -16,7 +16,7 @@ Providers (ratios in RESULTS.md are against ``reference``, the eager PyTorch ref
 backward also reads them again and writes the gradient), so ``GB_per_s`` of any provider
 compares directly with ``bench_bandwidth``'s floor of the same run.
 
-    python -m benchmarks.bench_losses [--quick] [--compile | --no-compile]
+    python -m qgfast.bench.bench_losses [--quick] [--compile | --no-compile]
         [--only dice_ce|dice_scores] [--out ...]
 """
 
@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import Recorder, default_device
 from qgfast import losses
 from qgfast.backend import use_backend
+from qgfast.bench.harness import Recorder, default_device
 
 SHAPES = {
     "LA": (4, 2, 112, 112, 80),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmarks import harness
-from benchmarks.bench_ssl import FRAMEWORKS, main
+from qgfast.bench import harness
+from qgfast.bench.bench_ssl import FRAMEWORKS, main
 
 
 def test_quick_run_records_steps_and_unsupervised_shares(tmp_path, monkeypatch) -> None:

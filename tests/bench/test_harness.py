@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import harness
+from qgfast.bench import harness
 
 
 def test_time_callable_orders_quantiles_on_cpu() -> None:

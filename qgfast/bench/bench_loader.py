@@ -7,7 +7,7 @@ off = one decode per sample, cache on = 4 samples per decoded volume; "qgfast-ni
 off over the ``qgfast.data.convert`` uncompressed copies) and by a nibabel +
 NumPy loop, a torch DataLoader with 2 workers, MONAI (Dataset and CacheDataset, 2
 workers) and a TorchIO Queue (2 workers, 4 samples per volume); each provider runs in its
-own process (``benchmarks/loader_providers.py``) so its peak RSS is its own (workers:
+own process (``qgfast/bench/loader_providers.py``) so its peak RSS is its own (workers:
 the largest worker's private memory × 2, sampled every 0.25 s through the warm-up
 batches and once after the timed ones; a forked worker's own RSS misses the parent pages
 it has not touched, and the parent's pages it shares are not its cost).
@@ -27,7 +27,7 @@ both really read the voxels (nibabel's lazy memory map of a ``.nii`` is copied o
 ours is).
 A CPU benchmark: on a CUDA machine it records nothing unless ``--force``.
 
-    python -m benchmarks.bench_loader [--quick] [--out benchmarks/results/loader.jsonl]
+    python -m qgfast.bench.bench_loader [--quick] [--out benchmarks/results/loader.jsonl]
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import QUANTILES, Recorder, Timing
-from benchmarks.loader_providers import IMAGE_PROVIDERS, PROVIDERS
+from qgfast.bench.harness import QUANTILES, Recorder, Timing
+from qgfast.bench.loader_providers import IMAGE_PROVIDERS, PROVIDERS
 from qgfast.data.nifti import read_nifti, write_nifti
 from qgfast.data.synthetic import _case_generator, organ_case
 
@@ -126,7 +126,7 @@ def _run_providers(rec, op, providers, data, spec, n_batches, label, rounds=1) -
             cmd = [
                 sys.executable,
                 "-m",
-                "benchmarks.loader_providers",
+                "qgfast.bench.loader_providers",
                 provider,
                 str(data),
                 spec,
