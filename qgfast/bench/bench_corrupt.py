@@ -1,6 +1,9 @@
 """Mask corruption vs what users run today: morphology (erosion, dilation) per op, and the
 whole VQM generator (masks/s and quality targets/s) against a per-sample NumPy/SciPy
-generator in the authors' style (``qgfast/bench/authors_style_generator.py``).
+generator in the authors' style (``qgfast/bench/authors_style_generator.py``, a
+re-implementation) and, where ``QGFAST_QGSSL_PATH`` points to a checkout of the authors'
+release, their published generator itself (``authors-published-cpu``, 2D only;
+``qgfast/bench/published_generator.py``).
 
 Providers (ratios in RESULTS.md are against ``reference``, qgfast's PyTorch chord reference):
 - ``qgfast``: the dispatched op (Triton on CUDA; on CPU the bit-packed rows of
@@ -134,10 +137,11 @@ QUICK_GENERATOR_CASES = {"tiny-2D 4x3": (4, 3, (48, 40))}
 def bench_generator(rec: Recorder, quick: bool) -> None:
     """Masks/s of ``VQMGenerator.generate`` (copies and their quality targets) vs the
     authors-style per-sample CPU generator (CPU rows only; it never runs on a GPU)."""
-    from qgfast.bench import authors_style_generator
+    from qgfast.bench import authors_style_generator, published_generator
     from qgfast.corrupt import VQMGenerator
 
     gen = VQMGenerator()
+    published = published_generator.load() if rec.device.type == "cpu" else None
     device = rec.device
     cases = QUICK_GENERATOR_CASES if quick else GENERATOR_CASES
     for name, (b, k, spatial) in cases.items():
@@ -148,6 +152,8 @@ def bench_generator(rec: Recorder, quick: bool) -> None:
             runs["authors-style-cpu"] = lambda m=np_masks, k=k: authors_style_generator.generate(
                 m, k
             )
+            if published is not None and len(spatial) == 2:
+                runs["authors-published-cpu"] = lambda m=np_masks, k=k: published(m, k)
         for provider, fn in runs.items():
             rec.bench(
                 "vqm_generator",
