@@ -51,3 +51,17 @@ def test_bad_size_is_refused(tmp_path):
     main(["synthetic", "lesion2d", str(tmp_path / "d"), "--n", "3"])
     with pytest.raises(SystemExit, match="does not suit 2D"):
         main(["train-quality", str(tmp_path / "d"), "--size", "8,8,8", "--out", str(tmp_path)])
+
+
+def test_train_quality_twice_with_one_seed_gives_the_same_weights(tmp_path):
+    import torch
+
+    data = tmp_path / "data"
+    main(["synthetic", "lesion2d", str(data), "--n", "6"])
+    weights = []
+    for run in ("a", "b"):
+        args = ["train-quality", str(data), "--size", "32", "--epochs", "1", "--k", "2"]
+        args += ["--eval-k", "2", "--backbone", "resnet10", "--p-weak", "0", "--quiet"]
+        assert main([*args, "--out", str(tmp_path / run)]) == 0
+        weights.append(torch.load(tmp_path / run / "last.pt", weights_only=True)["model"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

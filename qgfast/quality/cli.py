@@ -154,6 +154,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
     _, val_loader = make(val_cases, False)
     num_classes = _num_classes(root, train_ds)
     image_channels = probe.shape[0]
+    torch.manual_seed(args.seed)  # the initial weights are part of what --seed reproduces
     predictor = QualityPredictor(
         spatial_dims, image_channels, num_classes, backbone=args.backbone, per_class=args.per_class
     )
