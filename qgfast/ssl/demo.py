@@ -230,15 +230,16 @@ def summarise_methods(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+MIN_EFFECT = 0.005  # Dice: a smaller mean difference is no difference a user would see
+
+
 def _verdict(deltas: list[float], d: dict[str, Any]) -> str:
-    """ "better"/"worse" only when the mean paired gain exceeds its own seed-to-seed spread;
-    one seed has no spread, so no verdict."""
+    """'better' / 'worse' only when the mean paired difference is at least ``MIN_EFFECT``
+    and exceeds its own seed-to-seed spread; one seed has no spread, so no verdict."""
     if len(deltas) < 2:
         return "one seed: no verdict"
-    if d["mean"] > 0 and d["mean"] > d["sd"]:
-        return "better"
-    if d["mean"] < 0 and -d["mean"] > d["sd"]:
-        return "worse"
+    if abs(d["mean"]) >= MIN_EFFECT and abs(d["mean"]) > d["sd"]:
+        return "better" if d["mean"] > 0 else "worse"
     return "no clear difference"
 
 

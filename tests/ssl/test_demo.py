@@ -71,6 +71,8 @@ def test_summary_pairs_seeds_and_says_when_a_variant_does_not_win() -> None:
     assert (v["wins"], v["seeds"], v["verdict"]) == (3, 3, "better")
     w = s["cps-qw"]["vs_baseline"]
     assert (w["wins"], w["verdict"]) == (1, "no clear difference")
+    tiny = summarise_methods({"mt": runs["mt"], "mt-qw": [_rep(0, 0.8001), _rep(1, 0.8201)]})
+    assert tiny["mt-qw"]["vs_baseline"]["verdict"] == "no clear difference"  # below 0.005
     assert "vs_baseline" not in s["mt"]  # its baseline (sup) did not run
 
 
