@@ -69,6 +69,10 @@ def test_generator_rows_compare_with_the_authors_style_baseline() -> None:
     ]
     line = _line(render(rows), "qgfast")
     assert "| 4.00× |" in line
+    # the published code, where measured in the same run and setting, is the baseline
+    rows.append(_row(op="vqm_generator", provider="authors-published-cpu", p50_ms=5.0))
+    line = _line(render(rows), "qgfast")
+    assert "| 2.00× |" in line
 
 
 def test_ssl_batches_compare_whole_run_throughput_not_p50() -> None:

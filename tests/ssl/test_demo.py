@@ -160,3 +160,16 @@ def test_quick_demo_in_3d(tmp_path) -> None:
     assert len(report["runs"]["mt-qw"][0]["test_best"]["dice_per_class"]) == 3
     assert "examples" not in report  # no image grid for volumes
     assert (out / "demo.png").is_file()
+
+
+@pytest.mark.slow
+def test_organ3d_demo_at_its_own_sizes(tmp_path) -> None:
+    """The 3D multi-class setting at its default sizes (fewer steps, one seed, two methods):
+    slow on a CPU, so only in the slow CI step."""
+    out = tmp_path / "demo"
+    args = ["demo", "--synthetic", "organ3d", "--seeds", "0", "--methods", "sup", "mt-qw"]
+    assert main([*args, "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["profile"]["patch"] == [48, 48, 32]
+    assert report["runs"]["sup"][0]["test_best"]["cases"] == report["split"]["test"]
+    assert report["audit"]["mt-qw"]["n"] > 0
