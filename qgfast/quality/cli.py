@@ -46,6 +46,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--footprint", choices=("cube", "ball"), default="cube")
     train.add_argument("--p-weak", type=float, default=0.05)
     train.add_argument("--weak-epochs", type=int, default=20)
+    train.add_argument(
+        "--augment",
+        choices=("none", "light", "strong"),
+        default="light",
+        help="image augmentation in training (docs/quality.md): flips, rot90, small "
+        "rotations/scales of image and ground truth, contrast/brightness/gamma/blur/noise",
+    )
+    train.add_argument(
+        "--hard-fraction",
+        type=float,
+        default=0.0,
+        help="with --synthetic lesion2d: share of hard cases (faint, fuzzy, atypical, hairy)",
+    )
     train.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
     train.add_argument("--eval-k", type=int, default=20)
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -135,7 +148,9 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         root = out / "data"
         if not (root / "dataset.json").is_file() or not args.resume:
             print(f"writing {args.n} synthetic {args.synthetic} cases to {root}", flush=True)
-            make_synthetic_dataset(args.synthetic, args.n, root, seed=args.seed)
+            make_synthetic_dataset(
+                args.synthetic, args.n, root, seed=args.seed, hard_fraction=args.hard_fraction
+            )
     cases = [c for c in find_cases(root) if c.label is not None]
     if len(cases) < 2:
         raise SystemExit(f"{root}: need at least 2 labelled cases, found {len(cases)}")
@@ -172,6 +187,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         footprint=args.footprint,
         p_weak=args.p_weak,
         weak_epochs=args.weak_epochs,
+        augment=args.augment,
     )
     data_info = {
         "root": str(Path(root).resolve()),
@@ -205,6 +221,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         k=args.eval_k,
         seed=args.seed + 12345,
         plot=out / "calibration.png",
+        train_mae=_best_train_mae(result),
     )
     history = result["history"]
     report["training"] = {
@@ -213,11 +230,21 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         "best_epoch": result["best_epoch"],
         "best_val_loss": result["best_val_loss"],
         "stopped_early": result["stopped_early"],
+        "best_early": result["best_early"],
+        "augment": args.augment,
+        "train_mae": [r.get("train_mae") for r in history],
+        "val_mae": [r.get("val_mae") for r in history],
         "masks_per_s": sum(r["masks_per_s"] for r in history) / max(1, len(history)),
         "device": str(next(predictor.parameters()).device),
     }
     _write_report(report, out)
     return 0
+
+
+def _best_train_mae(result: dict[str, Any]) -> float | None:
+    """MAE on the training draws of the best epoch (the weights evaluated)."""
+    rows = [r for r in result["history"] if r["epoch"] == result["best_epoch"]]
+    return rows[0].get("train_mae") if rows else None
 
 
 def cmd_eval_quality(args: argparse.Namespace) -> int:
@@ -262,5 +289,15 @@ def _write_report(report: dict[str, Any], out: Path | None) -> None:
             f"trained {t['epochs_run']} epochs in {t['seconds']:.0f} s on {t['device']} "
             f"(best epoch {t['best_epoch']}, {t['masks_per_s']:.0f} corrupted masks/s)"
         )
+        if report.get("generalisation_gap") is not None:
+            print(
+                f"generalisation gap {report['generalisation_gap']:+.3f} (held-out MAE − MAE "
+                f"on the best epoch's training draws), augmentation {t['augment']}"
+            )
+        if t.get("best_early"):
+            print(
+                f"warning: the best epoch ({t['best_epoch']} of {t['epochs_run']}) is in the "
+                "first 20 % of training: the predictor is likely memorising its images"
+            )
     if out is not None:
         print(f"report: {out / 'report.json'}; calibration plot: {out / 'calibration.png'}")

@@ -36,6 +36,7 @@ def evaluate_predictor(
     device: torch.device | str | None = None,
     batch_size: int = 128,
     plot: str | Path | None = None,
+    train_mae: float | None = None,
 ) -> dict[str, Any]:
     """Agreement of ``predictor`` with the true Dice on K corrupted masks per image of
     ``data`` (labelled batches; the shuffle probe needs batches of ≥ 2 images).
@@ -43,7 +44,9 @@ def evaluate_predictor(
     Returns {"corrupted", "blackout", "shuffle": agreement dicts, "weak_model": agreement
     on weak-model copies (n = 0 without them), "per_op": {op name: agreement},
     "image_dependence": {"blackout_mae_increase", "shuffle_mae_increase",
-    "blackout_pearson_drop", "shuffle_pearson_drop"}}.
+    "blackout_pearson_drop", "shuffle_pearson_drop"}}, and with ``train_mae`` (the MAE on
+    the training draws) "generalisation_gap": held-out MAE − train_mae, also in the plot's
+    title.
     """
     generator = generator or VQMGenerator()
     device = torch.device(device or next(predictor.parameters()).device)
@@ -91,13 +94,20 @@ def evaluate_predictor(
         report["image_dependence"][f"{probe}_pearson_drop"] = (
             base["pearson"] - report[probe]["pearson"]
         )
+    gap = None if train_mae is None else report["corrupted"]["mae"] - train_mae
+    if gap is not None:
+        report["generalisation_gap"] = gap
     if plot is not None:
-        calibration_plot(predicted, true, plot, report["corrupted"])
+        calibration_plot(predicted, true, plot, report["corrupted"], gap)
     return report
 
 
 def calibration_plot(
-    predicted: torch.Tensor, true: torch.Tensor, path: str | Path, stats: dict[str, float]
+    predicted: torch.Tensor,
+    true: torch.Tensor,
+    path: str | Path,
+    stats: dict[str, float],
+    gap: float | None = None,
 ) -> None:
     """Predicted vs true Dice (2D histogram, log colour) with the identity line, as PNG."""
     import matplotlib
@@ -114,11 +124,13 @@ def calibration_plot(
     ax.plot([0, 1], [0, 1], color="white", lw=1, ls="--")
     ax.set_xlabel("true Dice")
     ax.set_ylabel("predicted quality")
-    ax.set_title(
+    title = (
         f"MAE {stats['mae']:.3f} · r {stats['pearson']:.3f} · ρ {stats['spearman']:.3f}"
-        f" · n {stats['n']}",
-        fontsize=9,
+        f" · n {stats['n']}"
     )
+    if gap is not None:
+        title += f"\ngeneralisation gap {gap:+.3f} (held-out − training MAE)"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -23,12 +23,16 @@ import torch
 import torch.nn.functional as F
 
 from qgfast.corrupt import VQMGenerator
+from qgfast.quality.augment import augment_batch
+from qgfast.quality.augment import level as augment_level
 from qgfast.quality.checkpoint import read_checkpoint, save_checkpoint
 from qgfast.quality.metrics import agreement
 from qgfast.quality.model import QualityPredictor
 from qgfast.quality.weak import save_weak_models, train_weak_models, unpack_batch
 
 VAL_SEED_OFFSET = 1_000_003  # validation draws never coincide with a training draw
+AUGMENT_SEED_OFFSET = 2_000_029  # augmentation draws are independent of the corruptions'
+EARLY_BEST = 0.2  # a best epoch in the first 20 % of training suggests memorising
 RESUME_ONLY = ("optimizer", "scheduler", "scaler")
 
 
@@ -52,6 +56,7 @@ class PredictorTrainConfig:
     categories: dict[str, float] | None = None
     p_weak: float = 0.05
     weak_epochs: int = 20
+    augment: str = "light"  # none | light | strong (qgfast.quality.augment)
     weak_channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     extra: dict[str, Any] = field(default_factory=dict)  # caller's notes, saved verbatim
 
@@ -63,6 +68,7 @@ class PredictorTrainConfig:
             raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if not 0.0 <= self.p_weak <= 1.0:
             raise ValueError(f"p_weak must be in [0, 1], got {self.p_weak}")
+        augment_level(self.augment)  # a clear error for an unknown level
 
 
 def _step_seed(seed: int, epoch: int, batch: int) -> int:
@@ -239,11 +245,15 @@ def train_predictor(
 
             batches = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", leave=False)
         gen = torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, 0))
+        aug = augment_level(cfg.augment)
+        abs_err_sum, n_err = 0.0, 0
         for b, (images, labels) in enumerate(batches):
+            # image and ground truth move together before the corruptions are drawn from it,
+            # so every quality target is the Dice against the augmented ground truth
+            step_seed = _step_seed(cfg.seed, epoch, b)
+            images, labels = augment_batch(images, labels, aug, step_seed + AUGMENT_SEED_OFFSET)
             t_gen = time.perf_counter()
-            masks, target, _ = corrupt_batch(
-                generator, predictor, images, labels, cfg.k, _step_seed(cfg.seed, epoch, b)
-            )
+            masks, target, _ = corrupt_batch(generator, predictor, images, labels, cfg.k, step_seed)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             gen_seconds += time.perf_counter() - t_gen
@@ -255,6 +265,8 @@ def train_predictor(
                 with torch.autocast(device.type, cast, enabled=cast is not None):
                     q = predictor(x)
                 loss = F.smooth_l1_loss(q.float(), target[chunk].float())
+                abs_err_sum += float((q.detach().float() - target[chunk].float()).abs().sum())
+                n_err += q.numel()
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -271,6 +283,8 @@ def train_predictor(
         row: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": loss_sum / n_steps,
+            # MAE on the training draws, beside val_mae: the generalisation gap per epoch
+            "train_mae": abs_err_sum / max(1, n_err),
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": seconds,
             "masks_per_s": n_masks / seconds,  # (image, mask) pairs drawn and trained on
@@ -327,9 +341,18 @@ def train_predictor(
     if out is not None and (out / "best.pt").is_file():
         best = read_checkpoint(out / "best.pt", device)
         predictor.load_state_dict(best["model"])
+    early = state["epoch"] >= 5 and state["best_epoch"] <= EARLY_BEST * state["epoch"]
+    if early and val_data is not None:
+        warnings.warn(
+            f"the best validation loss came at epoch {state['best_epoch']} of "
+            f"{state['epoch']} (the first {EARLY_BEST:.0%}): the predictor may be memorising "
+            "its training images; try --augment strong, more cases or a pretrained backbone",
+            stacklevel=2,
+        )
     return {
         "best_val_loss": state["best_val_loss"],
         "best_epoch": state["best_epoch"],
+        "best_early": bool(early),
         "epochs_run": state["epoch"],
         "stopped_early": stopped_early,
         "history": history,
@@ -363,7 +386,7 @@ def _print_row(row: dict[str, Any]) -> None:
     if "val_loss" in row:
         parts += [
             f"val {row['val_loss']:.4f}",
-            f"MAE {row['val_mae']:.3f}",
+            f"MAE train {row['train_mae']:.3f} / held-out {row['val_mae']:.3f}",
             f"r {row['val_pearson']:.3f}",
         ]
     parts += [f"{row['masks_per_s']:.0f} masks/s", f"{row['seconds']:.1f}s"]
