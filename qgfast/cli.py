@@ -58,6 +58,7 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from qgfast import __version__
+    from qgfast.data.synthetic import KINDS
 
     parser = argparse.ArgumentParser(
         prog="qgfast",
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     synthetic = commands.add_parser("synthetic", help="write a built-in synthetic dataset")
-    synthetic.add_argument("kind", choices=("lesion2d", "organ3d"))
+    synthetic.add_argument("kind", choices=KINDS)
     synthetic.add_argument("path", help="output folder (imagesTr/, labelsTr/, dataset.json)")
     synthetic.add_argument("--n", type=int, default=64, help="number of cases")
     synthetic.add_argument("--seed", type=int, default=0)

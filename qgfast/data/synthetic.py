@@ -4,6 +4,13 @@
   vignette, and an irregular pigmented lesion (Fourier-perturbed outline, one or two lobes,
   fuzzy border, darker core, network texture); binary mask = where the lesion's opacity
   exceeds one half, so the visible boundary and the label agree.
+- ``cardiac2d``: one-channel short-axis cine-MR-like slices, the hard benchmark of the
+  predictor (docs/quality.md): the label is the left-ventricular myocardium, drawn by an
+  annotator's convention the image only partly shows (a smooth endocardial contour that
+  leaves papillary muscles and trabeculae in the cavity; an epicardial border against
+  liver and chest wall of the same intensity), and the images vary as scans do: anatomy
+  size, shape and position, window and gamma, coil bias, texture, blur, Rician noise and
+  phase-encoding ghosts.
 - ``organ3d``: MR-like volumes — a body ellipsoid, an organ (label 1) with a nested
   structure (label 2) and, in most cases, an adjacent organ (label 3) of low contrast;
   every outline is deformed by smooth noise; multiplicative bias field and Rician noise.
@@ -24,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KINDS = ("lesion2d", "organ3d")
+KINDS = ("lesion2d", "cardiac2d", "organ3d")
 # What makes a lesion2d case hard (``hard_fraction``): each is what real dermoscopy throws
 # at a segmenter, and what makes a teacher's pseudolabels vary in quality.
 HARD_LESION = (
@@ -115,6 +122,120 @@ def lesion_case(
     return rgb.numpy(), mask.numpy()
 
 
+def _ellipse_level(yy, xx, centre, radii, angle):
+    """1 − (normalised radius)² of a rotated ellipse: > 0 inside."""
+    dy, dx = yy - centre[0], xx - centre[1]
+    c, s = math.cos(angle), math.sin(angle)
+    u, v = (c * dx + s * dy) / radii[1], (-s * dx + c * dy) / radii[0]
+    return 1 - u**2 - v**2
+
+
+def _fourier_radius(theta, base, wobble, gen, orders=range(1, 5)):
+    radius = torch.full_like(theta, base)
+    for k in orders:
+        amp = base * _uniform(gen, 0.0, wobble) / k
+        radius = radius + amp * torch.cos(k * theta + _uniform(gen, 0, 2 * math.pi))
+    return radius
+
+
+def cardiac_case(size: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One short-axis MR-like slice: (uint8 [size, size], myocardium mask uint8 0/1).
+
+    What a predictor cannot read off edges alone (and so may memorise instead): the label's
+    endocardial contour is smooth and runs outside the dark papillary muscles and
+    trabeculae, which the image shows inside the bright cavity; along much of the
+    epicardium the neighbour (liver, chest-wall muscle, right-ventricular wall) has the
+    myocardium's intensity, so the border there is the annotator's, not an edge.
+    """
+    # the field of view is cropped round the heart, as cardiac datasets are
+    fov = _uniform(gen, 0.55, 0.75)
+    coords = 0.5 + fov * ((torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    myo_i = _uniform(gen, 0.22, 0.38)
+    # torso: an ellipse of muscle-like tissue with a bright subcutaneous fat rim, air outside
+    body_angle = _uniform(gen, -0.3, 0.3)
+    body = _ellipse_level(yy, xx, (0.5, 0.5), (_uniform(gen, 0.36, 0.44), 0.47), body_angle)
+    inner = _ellipse_level(yy, xx, (0.5, 0.5), (0.36 * 0.9, 0.47 * 0.9), body_angle)
+    img = torch.full((size, size), 0.02)
+    img = torch.where(body > 0, _uniform(gen, 0.75, 0.95), img)  # fat rim
+    img = torch.where(inner > 0, myo_i * _uniform(gen, 0.9, 1.15), img)
+    # lungs: two dark lobes behind and beside the heart
+    for side in (-1, 1):
+        lung = _ellipse_level(
+            yy + 0.04 * _smooth_noise((size, size), size / 4, gen),
+            xx,
+            (0.45 + _uniform(gen, -0.05, 0.05), 0.5 + side * _uniform(gen, 0.18, 0.24)),
+            (_uniform(gen, 0.14, 0.22), _uniform(gen, 0.08, 0.13)),
+            _uniform(gen, -0.5, 0.5),
+        )
+        img = torch.where((lung > 0) & (inner > 0), _uniform(gen, 0.03, 0.1), img)
+    # liver: under the heart, of myocardial intensity
+    liver = _ellipse_level(
+        yy, xx, (_uniform(gen, 0.74, 0.82), _uniform(gen, 0.3, 0.45)), (0.18, 0.26), 0.3
+    )
+    img = torch.where((liver > 0) & (inner > 0), myo_i * _uniform(gen, 0.95, 1.1), img)
+    # left ventricle: cavity radius and wall thickness vary around the ring
+    cy, cx = 0.5 + _uniform(gen, -0.06, 0.06), 0.52 + _uniform(gen, -0.06, 0.06)
+    dy, dx = yy - cy, xx - cx
+    theta, dist = torch.atan2(dy, dx), torch.sqrt(dy**2 + dx**2)
+    stretch = _uniform(gen, 0.85, 1.15)
+    dist = dist * (1 + (stretch - 1) * torch.cos(2 * (theta - _uniform(gen, 0, math.pi))))
+    r_endo = _fourier_radius(theta, _uniform(gen, 0.06, 0.13), 0.12, gen)
+    r_epi = r_endo + _fourier_radius(theta, _uniform(gen, 0.03, 0.055), 0.3, gen)
+    myo = (dist >= r_endo) & (dist < r_epi)
+    cavity = dist < r_endo
+    # right ventricle: a bright crescent wrapped round one side, its thin wall myocardial
+    rv_angle = math.pi + _uniform(gen, -0.6, 0.6)
+    rv_gap = (theta - rv_angle + math.pi) % (2 * math.pi) - math.pi
+    rv_span = _uniform(gen, 0.7, 1.2)
+    rv_depth = _uniform(gen, 0.04, 0.09)
+    rv = (rv_gap.abs() < rv_span) & (dist >= r_epi + 0.012)
+    rv = rv & (dist < r_epi + 0.012 + rv_depth * torch.cos(rv_gap / rv_span * math.pi / 2))
+    blood = _uniform(gen, 0.7, 0.95)
+    img = torch.where(
+        (dist < r_epi + 0.012 + rv_depth + 0.012) & (rv_gap.abs() < rv_span + 0.15), myo_i, img
+    )  # the RV wall wraps the crescent
+    img = torch.where(rv, blood * _uniform(gen, 0.9, 1.0), img)
+    img = torch.where(myo, myo_i, img)
+    img = torch.where(cavity, blood, img)
+    # epicardial fat: bright arcs on part of the border (elsewhere no edge at all)
+    for _ in range(int(_uniform(gen, 0, 3.99))):
+        centre, span = _uniform(gen, -math.pi, math.pi), _uniform(gen, 0.3, 0.9)
+        gap = ((theta - centre + math.pi) % (2 * math.pi) - math.pi).abs()
+        arc = (gap < span) & (dist >= r_epi) & (dist < r_epi + _uniform(gen, 0.008, 0.02))
+        img = torch.where(arc, _uniform(gen, 0.7, 0.9), img)
+    # papillary muscles and trabeculae: dark, in the cavity, not in the label
+    for _ in range(2 + int(_uniform(gen, 0, 1.99))):
+        a = _uniform(gen, -math.pi, math.pi)
+        rr = float(r_endo.mean()) * _uniform(gen, 0.55, 0.85)
+        pr = float(r_endo.mean()) * _uniform(gen, 0.15, 0.3)
+        pap = (yy - cy - rr * math.sin(a)) ** 2 + (xx - cx - rr * math.cos(a)) ** 2 < pr**2
+        img = torch.where(pap & cavity, myo_i * _uniform(gen, 0.9, 1.2), img)
+    trabeculae = cavity & (dist > r_endo * 0.8)
+    trabeculae = trabeculae & (_smooth_noise((size, size), max(2.0, size / 40), gen) > 0.6)
+    img = torch.where(trabeculae, myo_i * 1.2, img)
+    # acquisition: partial-volume blur, texture, coil bias, window/gamma, ghosts, Rician noise
+    blur = _uniform(gen, 0.5, 1.5) * size / 128
+    ks = 2 * math.ceil(3 * blur) + 1
+    taps = torch.exp(-((torch.arange(ks) - ks // 2) ** 2) / (2 * blur**2))
+    taps = (taps / taps.sum()).view(1, 1, 1, -1)
+    x = img[None, None]
+    x = F.conv2d(F.pad(x, (ks // 2, ks // 2, 0, 0), mode="replicate"), taps)
+    x = F.conv2d(F.pad(x, (0, 0, ks // 2, ks // 2), mode="replicate"), taps.transpose(2, 3))
+    img = x[0, 0] * (1 + 0.08 * _smooth_noise((size, size), max(2.0, size / 20), gen))
+    img = img * torch.exp(0.35 * _smooth_noise((size, size), size / 1.5, gen))
+    ghost = _uniform(gen, 0.0, 0.12)
+    img = img + ghost * torch.roll(img, int(_uniform(gen, 0.15, 0.35) * size), dims=1)
+    sigma = _uniform(gen, 0.015, 0.05)
+    img = torch.sqrt(
+        (img + sigma * torch.randn(size, size, generator=gen)) ** 2
+        + (sigma * torch.randn(size, size, generator=gen)) ** 2
+    )
+    img = (img / _uniform(gen, 0.8, 1.2)).clamp(0, 1) ** _uniform(gen, 0.75, 1.35)
+    gray = (img * 255).round().to(torch.uint8)
+    return gray.numpy(), myo.to(torch.uint8).numpy()
+
+
 def organ_case(shape: Sequence[int], gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One MR-like case: (int16 volume [*shape], labels uint8 [*shape] in 0..3)."""
     axes = [torch.linspace(-1, 1, s) for s in shape]
@@ -168,7 +289,7 @@ def make_synthetic_dataset(
 ) -> Path:
     """Write ``n`` cases of ``kind`` under ``path`` (nnU-Net layout); returns ``path``.
 
-    size: lesion2d side (default 128) or organ3d shape (default 64×64×48, voxels
+    size: lesion2d / cardiac2d side (default 128) or organ3d shape (default 64×64×48, voxels
     1.5×1.5×2 mm). hard_fraction (lesion2d): the share of cases drawn hard (``HARD_LESION``);
     which cases are hard depends on (seed, index) alone, and dataset.json lists them under
     "hard_cases". Existing case files of the same names are overwritten.
@@ -207,6 +328,21 @@ def make_synthetic_dataset(
         if hard_fraction:
             meta["hard_fraction"] = hard_fraction
             meta["hard_cases"] = hard_cases
+    elif kind == "cardiac2d":
+        from PIL import Image
+
+        side = 128 if size is None else int(size if isinstance(size, int) else size[0])
+        if side < 16:
+            raise ValueError(f"cardiac2d size must be >= 16, got {side}")
+        for i in range(n):
+            gray, mask = cardiac_case(side, _case_generator(seed, i))
+            Image.fromarray(gray, mode="L").save(root / "imagesTr" / f"heart_{i:04d}_0000.png")
+            Image.fromarray(mask).save(root / "labelsTr" / f"heart_{i:04d}.png")
+        meta = {
+            "channel_names": {"0": "cine MR"},
+            "labels": {"background": 0, "myocardium": 1},
+            "file_ending": ".png",
+        }
     else:
         from qgfast.data.nifti import write_nifti
 

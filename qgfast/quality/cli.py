@@ -12,6 +12,8 @@ import torch
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
+    from qgfast.data.synthetic import KINDS
+
     train = commands.add_parser(
         "train-quality",
         help="train and evaluate a quality predictor on a dataset folder",
@@ -24,7 +26,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     source.add_argument("data", nargs="?", type=Path, help="dataset folder")
     source.add_argument(
         "--synthetic",
-        choices=("lesion2d", "organ3d"),
+        choices=KINDS,
         help="generate the built-in synthetic set into OUT/data and train on it",
     )
     train.add_argument("--out", type=Path, required=True, help="output folder")
@@ -42,7 +44,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--patience", type=int, default=25)
     train.add_argument("--backbone", default="resnet18")
     train.add_argument("--per-class", action="store_true", help="one score per foreground class")
-    train.add_argument("--pretrained", type=Path, help="image-only ResNet state dict (.pt)")
+    train.add_argument(
+        "--pretrained",
+        help="backbone weights: imagenet (2D ResNet-18/34/50, torchvision's), medicalnet "
+        "(3D ResNet-10/18/34/50, through MONAI) or an image-only ResNet state dict file",
+    )
     train.add_argument("--footprint", choices=("cube", "ball"), default="cube")
     train.add_argument("--p-weak", type=float, default=0.05)
     train.add_argument("--weak-epochs", type=int, default=20)
@@ -140,6 +146,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         evaluate_predictor,
         train_predictor,
     )
+    from qgfast.quality.pretrained import PretrainedWeightsError, load_pretrained, shortcut_for
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -171,11 +178,19 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
     image_channels = probe.shape[0]
     torch.manual_seed(args.seed)  # the initial weights are part of what --seed reproduces
     predictor = QualityPredictor(
-        spatial_dims, image_channels, num_classes, backbone=args.backbone, per_class=args.per_class
+        spatial_dims,
+        image_channels,
+        num_classes,
+        backbone=args.backbone,
+        per_class=args.per_class,
+        shortcut_type=shortcut_for(args.pretrained, args.backbone, spatial_dims),
     )
-    if args.pretrained:
-        missing = predictor.load_image_weights(torch.load(args.pretrained, weights_only=True))
-        print(f"loaded {args.pretrained}; {len(missing)} backbone tensors left at init")
+    if args.pretrained and not args.resume:  # a resumed run restores its own weights
+        try:
+            missing = load_pretrained(predictor, args.pretrained)
+        except (PretrainedWeightsError, FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"--pretrained {args.pretrained}: {err}") from None
+        print(f"loaded {args.pretrained} weights; {len(missing)} backbone tensors left at init")
     config = PredictorTrainConfig(
         epochs=args.epochs,
         k=args.k,
@@ -188,6 +203,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         p_weak=args.p_weak,
         weak_epochs=args.weak_epochs,
         augment=args.augment,
+        extra={"pretrained": args.pretrained},
     )
     data_info = {
         "root": str(Path(root).resolve()),
@@ -232,6 +248,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         "stopped_early": result["stopped_early"],
         "best_early": result["best_early"],
         "augment": args.augment,
+        "pretrained": args.pretrained,
         "train_mae": [r.get("train_mae") for r in history],
         "val_mae": [r.get("val_mae") for r in history],
         "masks_per_s": sum(r["masks_per_s"] for r in history) / max(1, len(history)),

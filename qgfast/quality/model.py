@@ -29,6 +29,8 @@ class QualityPredictor(nn.Module):
     num_classes: C of the masks it scores, background included (2 = binary).
     backbone: a MONAI ResNet depth; conv1 has stride 2 and a max-pool follows, as in the
         ImageNet ResNets (MONAI's default stride 1 would cost 4× (8× in 3D) the compute).
+    shortcut_type: MONAI's downsampling shortcut, "B" (1×1 conv) or "A" (parameter-free,
+        what MedicalNet's 3D ResNet-18/34 weights need; ``qgfast.quality.pretrained``).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class QualityPredictor(nn.Module):
         per_class: bool = False,
         dropout: tuple[float, float] = (0.15, 0.075),
         hidden: int = 256,
+        shortcut_type: str = "B",
     ) -> None:
         super().__init__()
         from monai.networks.nets import resnet
@@ -53,6 +56,8 @@ class QualityPredictor(nn.Module):
             )
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+        if shortcut_type not in ("A", "B"):
+            raise ValueError(f"shortcut_type must be 'A' or 'B', got {shortcut_type!r}")
         self.config: dict[str, Any] = {
             "spatial_dims": spatial_dims,
             "image_channels": image_channels,
@@ -61,7 +66,9 @@ class QualityPredictor(nn.Module):
             "per_class": per_class,
             "dropout": tuple(dropout),
             "hidden": hidden,
+            "shortcut_type": shortcut_type,
         }
+        self.backbone_name = backbone
         self.spatial_dims = spatial_dims
         self.image_channels = image_channels
         self.num_classes = num_classes
@@ -75,6 +82,7 @@ class QualityPredictor(nn.Module):
             conv1_t_stride=2,
             feed_forward=False,
             bias_downsample=False,
+            shortcut_type=shortcut_type,
         )
         last = self.backbone.layer4[-1]  # basic block: conv2 is last; bottleneck: conv3
         features = getattr(last, "conv3", last.conv2).out_channels
@@ -142,22 +150,43 @@ class QualityPredictor(nn.Module):
         return self(torch.cat([images, m.to(images.dtype)], 1))
 
     def load_image_weights(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
-        """Load a pretrained image-only ResNet (torchvision or MONAI names, ``fc`` ignored):
-        conv1's image weights are copied, each mask channel starts as their mean (as the
-        paper does). Returns the backbone keys left at their initial values."""
+        """Load a pretrained image-only ResNet (torchvision or MONAI names; ``fc`` and a
+        ``module.``/``backbone.`` prefix ignored). Returns the backbone keys left at their
+        initial values.
+
+        conv1 is fitted to the predictor's channels: when the weights' image channels match
+        they are copied; otherwise (RGB weights for a grayscale scan, MedicalNet's one
+        channel for several sequences) every image channel gets their sum divided by the
+        channel count, so an image whose channels are equal excites conv1 exactly as the
+        same image fed to the original network in all its channels. Each mask channel
+        starts as the mean of the original image weights (as the paper does).
+        """
         own = self.backbone.state_dict()
-        state = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
+        state = {
+            k.removeprefix("module.").removeprefix("backbone."): v for k, v in state_dict.items()
+        }
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         w = state.get("conv1.weight")
-        if w is None or w.shape[1] != self.image_channels:
+        if w is None or w.dim() != self.spatial_dims + 2:
             got = None if w is None else tuple(w.shape)
             raise ValueError(
-                f"pretrained conv1.weight must have {self.image_channels} input channels, got {got}"
+                f"pretrained weights need a {self.spatial_dims}D conv1.weight, got {got}"
+            )
+        image = w
+        if w.shape[1] != self.image_channels:
+            image = (w.sum(1, keepdim=True) / self.image_channels).expand(
+                -1, self.image_channels, *w.shape[2:]
             )
         mean = w.mean(1, keepdim=True).expand(-1, self.mask_channels, *w.shape[2:])
-        state["conv1.weight"] = torch.cat([w, mean], 1)
-        bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        state["conv1.weight"] = torch.cat([image, mean], 1)
+        known = [k for k in state if k in own]
+        if len(known) <= 1:
+            raise ValueError(
+                f"the pretrained weights name none of the {self.backbone_name} backbone's "
+                f"parameters beyond conv1 (first keys: {list(state)[:3]})"
+            )
+        bad = [k for k in known if own[k].shape != state[k].shape]
         if bad:
             raise ValueError(f"pretrained weights do not fit the backbone: {bad[:5]}")
-        result = self.backbone.load_state_dict(state, strict=False)
+        result = self.backbone.load_state_dict({k: state[k] for k in known}, strict=False)
         return list(result.missing_keys)

@@ -30,6 +30,7 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    from qgfast.data.synthetic import KINDS
     from qgfast.ssl.methods import METHODS
 
     for f in fields(RunConfig):
@@ -39,7 +40,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "method":
             kw["choices"] = list(METHODS)
         if f.name == "synthetic":
-            kw["choices"] = ["lesion2d", "organ3d"]
+            kw["choices"] = list(KINDS)
         if kind == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         elif kind == "list[int]":

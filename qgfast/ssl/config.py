@@ -29,7 +29,7 @@ class RunConfig:
     # what to train
     method: str = _f("mt-qw", "framework: sup, qar, pl-t, pl-c, pl-qw, mt, mt-qw, ua-mt, ...")
     data: str | None = _f(None, "dataset folder (imagesTr/labelsTr or images/masks)")
-    synthetic: str | None = _f(None, "generate a built-in set: lesion2d or organ3d")
+    synthetic: str | None = _f(None, "generate a built-in set: lesion2d, cardiac2d or organ3d")
     n: int = _f(48, "cases of the synthetic set")
     synthetic_size: list[int] | None = _f(None, "synthetic image side / volume shape")
     unlabeled_data: str | None = _f(None, "an extra folder of unlabelled images")

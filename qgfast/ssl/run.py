@@ -123,7 +123,9 @@ def _writable(out: Path) -> None:
 
 def prepare_data(cfg: RunConfig, out: Path) -> tuple[DataInfo, Split, list[Case]]:
     if (cfg.data is None) == (cfg.synthetic is None):
-        raise ValueError("give exactly one of --data DIR and --synthetic lesion2d|organ3d")
+        raise ValueError(
+            "give exactly one of --data DIR and --synthetic lesion2d|cardiac2d|organ3d"
+        )
     if cfg.synthetic is not None:
         root = out / "data"
         if dist.is_main() and not (root / "dataset.json").is_file():

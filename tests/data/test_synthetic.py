@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qgfast.data import find_cases, make_synthetic_dataset, read_case
-from qgfast.data.synthetic import _case_generator, lesion_case, organ_case
+from qgfast.data.synthetic import _case_generator, cardiac_case, lesion_case, organ_case
 
 pytest.importorskip("PIL")
 
@@ -48,6 +48,32 @@ def test_organs_nest_and_differ_in_intensity():
             nb = inner.copy()
             nb[:, axis] += step
             assert set(np.unique(labels[tuple(nb.T)]).tolist()) <= {1, 2}
+
+
+def test_cardiac_label_is_a_myocardial_ring_round_a_brighter_cavity():
+    from scipy import ndimage
+
+    for i in range(6):
+        gray, mask = cardiac_case(64, _case_generator(0, i))
+        assert gray.shape == (64, 64)
+        assert gray.dtype == np.uint8
+        assert set(np.unique(mask).tolist()) == {0, 1}
+        ring = mask.astype(bool)
+        cavity = ndimage.binary_fill_holes(ring) & ~ring
+        assert cavity.sum() > 10  # a ring, not a disc
+        assert gray[cavity].mean() > gray[ring].mean() + 20  # bright blood, darker muscle
+    np.testing.assert_array_equal(
+        cardiac_case(32, _case_generator(3, 1))[0], cardiac_case(32, _case_generator(3, 1))[0]
+    )
+
+
+def test_written_cardiac_dataset_has_one_channel(tmp_path):
+    root = make_synthetic_dataset("cardiac2d", 2, tmp_path, seed=4, size=40)
+    image, label = read_case(find_cases(root)[1])
+    gray, mask = cardiac_case(40, _case_generator(4, 1))
+    np.testing.assert_array_equal(image, gray[None].astype(np.float32))
+    np.testing.assert_array_equal(label[0], mask)
+    assert json.loads((root / "dataset.json").read_text())["labels"]["myocardium"] == 1
 
 
 def test_written_2d_dataset_round_trips(tmp_path):

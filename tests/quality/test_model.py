@@ -72,6 +72,7 @@ def test_bad_inputs_name_the_problem(images, masks, match):
         ({"spatial_dims": 1}, "spatial_dims"),
         ({"num_classes": 1}, "num_classes >= 2"),
         ({"backbone": "vgg"}, "backbone must be one of"),
+        ({"shortcut_type": "C"}, "shortcut_type"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):
@@ -92,5 +93,35 @@ def test_pretrained_image_weights_load_with_mean_mask_channel():
     torch.testing.assert_close(w[:, :3], state["conv1.weight"])
     torch.testing.assert_close(w[:, 3], state["conv1.weight"].mean(1))
     torch.testing.assert_close(g.backbone.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
-    with pytest.raises(ValueError, match="3 input channels"):
-        g.load_image_weights({"conv1.weight": torch.zeros(64, 1, 7, 7)})
+    with pytest.raises(ValueError, match="name none of"):
+        g.load_image_weights({"conv1.weight": torch.zeros(64, 3, 7, 7)})
+    with pytest.raises(ValueError, match=r"2D conv1\.weight"):
+        g.load_image_weights({"conv1.weight": torch.zeros(64, 3, 7, 7, 7)})
+
+
+def test_rgb_weights_fit_a_grayscale_predictor_exactly():
+    from monai.networks.nets import resnet18
+
+    state = resnet18(spatial_dims=2, n_input_channels=3, bias_downsample=False).state_dict()
+    g = QualityPredictor(2, 1, 2)
+    assert g.load_image_weights(state) == []
+    gray = torch.rand(2, 1, 21, 19)
+    w = g.backbone.conv1.weight
+    # the gray image through the fitted conv1 = the gray image in all three RGB channels
+    # through the original one
+    got = torch.nn.functional.conv2d(gray, w[:, :1])
+    want = torch.nn.functional.conv2d(gray.expand(-1, 3, -1, -1), state["conv1.weight"])
+    torch.testing.assert_close(got, want)
+
+
+def test_medicalnet_shaped_3d_weights_load_with_the_a_shortcut():
+    from monai.networks.nets import resnet18
+
+    # MedicalNet's ResNet-18: one input channel, parameter-free "A" shortcuts
+    source = resnet18(spatial_dims=3, n_input_channels=1, shortcut_type="A", feed_forward=False)
+    g = QualityPredictor(3, 2, 3, backbone="resnet18", shortcut_type="A")
+    assert g.load_image_weights({f"module.{k}": v for k, v in source.state_dict().items()}) == []
+    w = g.backbone.conv1.weight
+    torch.testing.assert_close(w[:, 0], source.conv1.weight[:, 0] / 2)
+    torch.testing.assert_close(w[:, 2:], source.conv1.weight.expand(-1, 2, -1, -1, -1))
+    assert g.config["shortcut_type"] == "A"
