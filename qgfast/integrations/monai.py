@@ -10,7 +10,8 @@
 call (``monai.losses.DiceCELoss(...)``, ``from monai.losses import DiceCELoss`` executed
 later); a reference taken before the patch keeps pointing at MONAI's class. A loss built
 with an option qgfast does not fuse (``other_act``, ``ignore_index``, ``label_smoothing``)
-is MONAI's own, with a warning, so patching never breaks working code.
+is MONAI's own, with a warning, so patching never breaks working code. The patched classes
+keep MONAI's exception types, warnings and TorchScript support (docs/integrations.md).
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def _modules() -> list[ModuleType]:
         ]
     except ImportError as exc:
         raise ImportError("qgfast.integrations.monai.patch() needs MONAI installed") from exc
+
+
+def original_monai_class(name: str) -> type[nn.Module]:
+    """MONAI's own ``monai.losses.dice.<name>``, patched or not (ImportError without
+    MONAI)."""
+    original = _originals.get(("monai.losses.dice", name))
+    if original is not None:
+        return original  # type: ignore[return-value]
+    return getattr(importlib.import_module("monai.losses.dice"), name)
 
 
 def is_patched() -> bool:

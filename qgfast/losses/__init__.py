@@ -4,6 +4,7 @@ Every loss runs one fused Triton sweep forward and one backward on CUDA tensors,
 plain PyTorch reference elsewhere (``qgfast.backend`` decides; ``QGFAST_BACKEND`` forces).
 """
 
+from qgfast.losses._checks import ShapeMismatchError
 from qgfast.losses.dice import DiceCELoss, DiceLoss
 from qgfast.losses.quality import (
     QualityWeightedDiceCELoss,
@@ -19,6 +20,7 @@ __all__ = [
     "DiceCELoss",
     "DiceLoss",
     "QualityWeightedDiceCELoss",
+    "ShapeMismatchError",
     "dice_scores",
     "per_sample_dice_ce",
     "qar_loss",

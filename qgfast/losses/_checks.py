@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+class ShapeMismatchError(ValueError, AssertionError):
+    """Input and target shapes that do not fit. A ValueError like every qgfast input
+    error, and an AssertionError too, because MONAI's Dice losses raise AssertionError for
+    a shape mismatch and code written against them catches that (docs/integrations.md)."""
+
+
 def check_prediction(x: torch.Tensor, name: str = "input") -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -31,15 +37,17 @@ def check_pair(
     if target.device != x.device:
         raise ValueError(f"{a} is on {x.device} but {b} is on {target.device}")
     if target.dim() != x.dim():
-        raise ValueError(
+        raise ShapeMismatchError(
             f"{a} {tuple(x.shape)} and {b} {tuple(target.shape)} must have the same number of "
             f"dims; give a label map as (B, 1, *spatial)"
         )
     if target.shape[2:] != x.shape[2:]:
-        raise ValueError(f"spatial shapes differ: {a} {tuple(x.shape)}, {b} {tuple(target.shape)}")
+        raise ShapeMismatchError(
+            f"spatial shapes differ: {a} {tuple(x.shape)}, {b} {tuple(target.shape)}"
+        )
     if target.shape[0] * repeats != x.shape[0]:
         want = "" if repeats == 1 else f" × repeats={repeats}"
-        raise ValueError(
+        raise ShapeMismatchError(
             f"batch sizes differ: {a} has {x.shape[0]}, {b} has {target.shape[0]}{want}"
         )
 

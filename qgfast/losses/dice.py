@@ -35,6 +35,33 @@ def _unsupported(**options: object) -> None:
             )
 
 
+def _constructor_options(arguments: dict[str, object]) -> dict[str, object]:
+    """The MONAI constructor arguments among a loss's ``__init__`` locals."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "__class__", "validate")}
+
+
+def _monai_for_scripting(loss: _Loss) -> _Loss:
+    """What ``torch.jit.script`` compiles in place of a qgfast loss: MONAI's class of the
+    same name, built with the same options (docs/integrations.md, "TorchScript")."""
+    name = "DiceCELoss" if isinstance(loss, DiceCELoss) else "DiceLoss"
+    try:
+        from qgfast.integrations.monai import original_monai_class
+
+        monai_cls = original_monai_class(name)
+    except ImportError as err:
+        raise RuntimeError(
+            f"TorchScript cannot compile qgfast's {name} (its fused sweep is Triton and "
+            f"Python); with MONAI installed, torch.jit.script compiles MONAI's {name} with "
+            "the same options instead. torch.export and torch.compile trace qgfast's loss."
+        ) from err
+    warnings.warn(
+        f"torch.jit.script: qgfast's {name} is not scriptable; compiling MONAI's {name} "
+        "with the same options (same values, MONAI's speed)",
+        stacklevel=3,
+    )
+    return monai_cls(**loss.monai_options)
+
+
 def _class_weight(weight: object) -> torch.Tensor | None:
     if weight is None:
         return None
@@ -74,6 +101,7 @@ class DiceLoss(_Loss):
         *,
         validate: bool = True,
     ) -> None:
+        options = _constructor_options(locals())
         reduction = str(getattr(reduction, "value", reduction))
         if reduction not in _REDUCTIONS:
             raise ValueError(
@@ -97,6 +125,7 @@ class DiceLoss(_Loss):
         self.batch = batch
         self.soft_label = soft_label
         self.validate = validate
+        self.monai_options = options
         self.register_buffer("class_weight", _class_weight(weight))
         self.class_weight: torch.Tensor | None
 
@@ -108,7 +137,7 @@ class DiceLoss(_Loss):
         _checks.check_no_target_grad(target, "target")
         c = input.shape[1]
         if target.shape[1] not in (1, c):
-            raise ValueError(
+            raise _checks.ShapeMismatchError(
                 "number of channels for target is neither 1 (without one-hot encoding) nor the "
                 f"same as input, got shape {tuple(input.shape)} and {tuple(target.shape)}."
             )
@@ -133,7 +162,7 @@ class DiceLoss(_Loss):
             mode = "dense"  # the single channel's values, as MONAI uses them
         elif target.shape[1] == 1:
             if not self.to_onehot_y:
-                raise ValueError(
+                raise _checks.ShapeMismatchError(
                     f"ground truth has different shape ({tuple(target.shape)}) from input "
                     f"({tuple(input.shape)}): set to_onehot_y=True for a label map"
                 )
@@ -190,6 +219,9 @@ class DiceLoss(_Loss):
             return f.sum()
         return f.view(list(f.shape[0:2]) + [1] * spatial_dims)
 
+    def __prepare_scriptable__(self) -> _Loss:
+        return _monai_for_scripting(self)
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         spec = self._spec(input, target)
         stats = seg_stats(input, target, spec)
@@ -221,6 +253,7 @@ class DiceCELoss(_Loss):
         *,
         validate: bool = True,
     ) -> None:
+        options = _constructor_options(locals())
         super().__init__()
         reduction = str(getattr(reduction, "value", reduction))
         if reduction not in ("mean", "sum"):
@@ -252,13 +285,17 @@ class DiceCELoss(_Loss):
         )
         self.register_buffer("ce_weight", ce_weight)
         self.ce_weight: torch.Tensor | None
+        self.monai_options = options
         self.reduction = reduction
         self.lambda_dice = lambda_dice
         self.lambda_ce = lambda_ce
 
+    def __prepare_scriptable__(self) -> _Loss:
+        return _monai_for_scripting(self)
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if input.dim() != target.dim():
-            raise ValueError(
+            raise _checks.ShapeMismatchError(
                 "the number of dimensions for input and target should be the same, got shape "
                 f"{tuple(input.shape)} and {tuple(target.shape)}; give a label map as B1H[WD]."
             )
