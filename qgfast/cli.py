@@ -79,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.set_defaults(func=_cmd_synthetic)
 
     from qgfast.bench.cli import add_commands as add_bench_commands
+    from qgfast.integrations.nnunet.cli import add_commands as add_nnunet_commands
     from qgfast.quality.cli import add_commands as add_quality_commands
     from qgfast.ssl.cli import add_commands as add_ssl_commands
 
     add_quality_commands(commands)
     add_ssl_commands(commands)
     add_bench_commands(commands)
+    add_nnunet_commands(commands)
     return parser
 
 
