@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qgfast.losses import DiceLoss
@@ -30,10 +31,20 @@ def snapshot_epochs(epochs: int) -> list[int]:
 def build_weak_unet(
     spatial_dims: int, in_channels: int, num_classes: int, channels: Sequence[int]
 ) -> nn.Module:
-    """MONAI UNet; one logit channel for binary masks, C channels otherwise."""
+    """MONAI UNet; one logit channel for binary masks, C channels otherwise. Inputs of any
+    size: each side is zero-padded to a multiple of 2^(levels − 1) and the logits cropped
+    back (MONAI's UNet itself fails on sides its strides do not divide)."""
     from monai.networks.nets import UNet
 
-    return UNet(
+    class PaddedUNet(UNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            multiple = 2 ** (len(self.channels) - 1)
+            sides = x.shape[2:]
+            pad = [p for s in reversed(sides) for p in (0, -s % multiple)]
+            y = super().forward(F.pad(x, pad) if any(pad) else x)
+            return y[(..., *(slice(0, s) for s in sides))]
+
+    return PaddedUNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=1 if num_classes == 2 else num_classes,

@@ -65,3 +65,20 @@ def test_training_with_weak_models_saves_them_for_evaluation(tmp_path):
     assert len(generator.weak_models) == 2
     x = torch.randn(1, 1, 32, 32)
     torch.testing.assert_close(generator.weak_models[1](x), result["generator"].weak_models[1](x))
+
+
+def test_weak_unet_takes_sides_its_strides_do_not_divide(tmp_path):
+    from qgfast.quality.weak import build_weak_unet, load_weak_models, save_weak_models
+
+    net = build_weak_unet(3, 1, 4, (4, 8, 16, 32)).eval()
+    x = torch.randn(1, 1, 20, 18, 13)  # 2^3 divides none of them
+    out = net(x)
+    assert out.shape == (1, 4, 20, 18, 13)
+    # padding is on the far side only: the output at the origin corner sees the same input
+    padded = torch.nn.functional.pad(x, (0, 3, 0, 6, 0, 4))
+    torch.testing.assert_close(out, net(padded)[..., :20, :18, :13])
+    # and the snapshots still save and load with MONAI's parameter names
+    config = {"spatial_dims": 3, "in_channels": 1, "num_classes": 4, "channels": (4, 8, 16, 32)}
+    save_weak_models([net], tmp_path / "w.pt", config)
+    (loaded,) = load_weak_models(tmp_path / "w.pt")
+    torch.testing.assert_close(loaded(x), out)
