@@ -1,4 +1,4 @@
-"""qgfast's trainers for nnU-Net v2 (``pip install qgfast[nnunet]``; docs/integrations.md).
+"""qgfast's trainers for nnU-Net v2.6+ (``pip install qgfast[nnunet]``; docs/integrations.md).
 
 nnU-Net finds a trainer named by ``nnUNetv2_train ... -tr NAME`` by importing the modules
 inside its own ``nnunetv2/training/nnUNetTrainer`` folder, so ``register()`` (``qgfast
@@ -18,7 +18,7 @@ TRAINER_NAMES = (
     "nnUNetTrainerPL",
     "nnUNetTrainerPLQW",
 )
-SUPPORTED = "nnU-Net v2.5 or later (the nnUNetTrainer API and dataset classes of v2.5-v2.8)"
+SUPPORTED = "nnU-Net v2.6 or later (tested with 2.8.1)"
 
 
 def _trainer_folder() -> Path:

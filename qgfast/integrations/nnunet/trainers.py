@@ -334,7 +334,12 @@ class nnUNetTrainerQGBase(nnUNetTrainer):
         ema_update(self.teacher, self.network, decay(self.ssl_updates))
         self.ssl_updates += 1
         self._ssl_log.append(
-            {"supervised": float(supervised), "unsupervised": float(term), "weight": weight, **log}
+            {
+                "supervised": float(supervised.detach()),
+                "unsupervised": float(term.detach()),
+                "weight": weight,
+                **log,
+            }
         )
         return {"loss": loss.detach().cpu().numpy()}
 
