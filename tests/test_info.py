@@ -46,5 +46,5 @@ def test_cli_info_json(capsys) -> None:
 def test_cli_offers_only_real_commands(capsys) -> None:
     choices = cli.build_parser()._subparsers._group_actions[0].choices
     expected = {"info", "synthetic", "train-quality", "eval-quality", "train", "predict"}
-    expected |= {"demo", "bench"}
+    expected |= {"demo", "bench", "nnunet"}
     assert set(choices) == expected
