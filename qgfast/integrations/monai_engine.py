@@ -80,6 +80,9 @@ class SemiSupervisedIteration:
         self.image_key, self.label_key = image_key, label_key
         self._unlabeled: Iterator[Any] | None = None
         self._stepped_at: int | None = None  # framework.global_step of the last step
+        from monai.engines.utils import IterationEvents
+
+        self._events = IterationEvents
 
     def _next_unlabeled(self) -> Any:
         for _ in range(2):  # a fresh pass when the current one is exhausted
@@ -92,8 +95,6 @@ class SemiSupervisedIteration:
         raise ValueError("the unlabelled loader yields no batch")
 
     def __call__(self, engine: Any, batchdata: dict[str, Any]) -> dict[str, Any]:
-        from monai.engines.utils import IterationEvents
-
         fw = self.framework
         if self._stepped_at is not None and fw.global_step == self._stepped_at:
             raise RuntimeError(
@@ -120,19 +121,19 @@ class SemiSupervisedIteration:
         ):
             out = fw.step({"image": image, "label": label}, {"image": unlabeled})
         engine.state.output = {IMAGE: image, LABEL: label, **out}
-        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        engine.fire_event(self._events.FORWARD_COMPLETED)
+        engine.fire_event(self._events.LOSS_COMPLETED)
         loss = out["loss"]
         if scaler is not None:
             scaler.scale(loss).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.fire_event(self._events.BACKWARD_COMPLETED)
             scaler.step(engine.optimizer)
             scaler.update()
         else:
             loss.backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.fire_event(self._events.BACKWARD_COMPLETED)
             engine.optimizer.step()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        engine.fire_event(self._events.MODEL_COMPLETED)
         self._stepped_at = fw.global_step
         return engine.state.output
 

@@ -41,42 +41,40 @@ def shortcut_for(source: str | None, backbone: str, spatial_dims: int) -> str:
     return "B"
 
 
+# source → (its name, spatial dims, backbones it has, the other source to suggest)
+_PUBLISHED = {
+    "imagenet": ("ImageNet", 2, IMAGENET_URLS, "medicalnet"),
+    "medicalnet": ("MedicalNet", 3, MEDICALNET_DEPTHS, "imagenet"),
+}
+
+
 def published_state_dict(source: str, backbone: str, spatial_dims: int) -> dict[str, torch.Tensor]:
     """The state dict of ``source`` weights for ``backbone`` (see the module docstring)."""
+    if source not in _PUBLISHED:
+        raise ValueError(f"pretrained source must be one of {SOURCES} or a file, got {source!r}")
+    name, dims, available, other = _PUBLISHED[source]
+    if spatial_dims != dims:
+        raise PretrainedWeightsError(
+            f"{name} weights are {dims}D; for a {spatial_dims}D predictor use --pretrained {other}"
+        )
+    if backbone not in available:
+        raise PretrainedWeightsError(
+            f"no {name} weights for {backbone}; use one of {sorted(available)} or --pretrained PATH"
+        )
     if source == "imagenet":
-        if spatial_dims != 2:
-            raise PretrainedWeightsError(
-                "ImageNet weights are 2D; for a 3D predictor use --pretrained medicalnet"
-            )
-        url = IMAGENET_URLS.get(backbone)
-        if url is None:
-            raise PretrainedWeightsError(
-                f"torchvision publishes no ImageNet weights for {backbone}; use one of "
-                f"{sorted(IMAGENET_URLS)} or --pretrained PATH"
-            )
-        return _download(url)
-    if source == "medicalnet":
-        if spatial_dims != 3:
-            raise PretrainedWeightsError(
-                "MedicalNet weights are 3D; for a 2D predictor use --pretrained imagenet"
-            )
-        depth = MEDICALNET_DEPTHS.get(backbone)
-        if depth is None:
-            raise PretrainedWeightsError(
-                f"no MedicalNet weights for {backbone}; use one of {sorted(MEDICALNET_DEPTHS)}"
-            )
-        try:
-            from monai.networks.nets.resnet import get_pretrained_resnet_medicalnet
+        return _download(IMAGENET_URLS[backbone])
+    try:
+        from monai.networks.nets.resnet import get_pretrained_resnet_medicalnet
 
-            state = get_pretrained_resnet_medicalnet(depth, device="cpu", datasets23=True)
-        except Exception as err:  # ImportError, hub and network errors alike
-            raise PretrainedWeightsError(
-                f"could not fetch MedicalNet {backbone} weights through MONAI ({err}); they "
-                "need `pip install huggingface_hub` and access to huggingface.co, or save "
-                "the state dict where the network is and pass --pretrained PATH"
-            ) from err
-        return {k.removeprefix("module."): v for k, v in state.items()}
-    raise ValueError(f"pretrained source must be one of {SOURCES} or a file, got {source!r}")
+        return get_pretrained_resnet_medicalnet(
+            MEDICALNET_DEPTHS[backbone], device="cpu", datasets23=True
+        )
+    except Exception as err:  # ImportError, hub and network errors alike
+        raise PretrainedWeightsError(
+            f"could not fetch MedicalNet {backbone} weights through MONAI ({err}); they "
+            "need `pip install huggingface_hub` and access to huggingface.co, or save "
+            "the state dict where the network is and pass --pretrained PATH"
+        ) from err
 
 
 def _download(url: str) -> dict[str, torch.Tensor]:

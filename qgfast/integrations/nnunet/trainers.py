@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from qgfast.losses import quality_weighted_dice_ce, softmax_mse
@@ -144,7 +146,6 @@ class nnUNetTrainerQGBase(nnUNetTrainer):
         labelled = [k for k in tr_keys if k not in set(ids)]
         if not labelled:
             raise ValueError(f"{UNLABELED_ENV} leaves no labelled training case")
-        self.unlabeled_keys = list(ids)
         self.print_to_log_file(
             f"qgfast: {len(labelled)} labelled and {len(ids)} unlabelled training cases "
             f"({UNLABELED_ENV}); their labels are never read"
@@ -155,12 +156,6 @@ class nnUNetTrainerQGBase(nnUNetTrainer):
         """Images of ``folder`` preprocessed with this configuration's plans into the
         output folder (once), in the dataset class's format, with an all-background
         placeholder segmentation that no loss reads."""
-        from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
-        from nnunetv2.training.dataloading.nnunet_dataset import (
-            comp_blosc2_params,
-            nnUNetDatasetBlosc2,
-        )
-
         ending = self.dataset_json["file_ending"]
         channels = len(self.dataset_json["channel_names"])
         cases: dict[str, list[str]] = {}
@@ -168,7 +163,9 @@ class nnUNetTrainerQGBase(nnUNetTrainer):
             stem = path.name[: -len(ending)]
             case, sep, channel = stem.rpartition("_")
             if not sep or not channel.isdigit():
-                raise ValueError(f"{path}: name it CASE_XXXX{ending} as nnU-Net does")
+                raise ValueError(
+                    f"{path}: name it CASE_0000{ending} (case, _, 4-digit channel) as nnU-Net does"
+                )
             cases.setdefault(case, []).append(str(path))
         if not cases:
             raise ValueError(f"{UNLABELED_ENV}={folder}: no {ending} image")
@@ -210,11 +207,9 @@ class nnUNetTrainerQGBase(nnUNetTrainer):
 
     def _unlabeled_loader(self):
         folder = self.preprocessed_dataset_folder
-        keys = getattr(self, "unlabeled_keys", None)
+        keys = self._unlabeled_ids_from_file()  # checked against the split by do_split
         dataset_class = self.dataset_class
         if keys is None:
-            from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
-
             folder, keys = self._preprocess_folder(self._unlabeled_source())
             dataset_class = nnUNetDatasetBlosc2
         dataset = dataset_class(folder, keys)
