@@ -1,7 +1,10 @@
-"""Type stub for the Rust extension ``qgfast._native`` (rust/src/lib.rs). Keep in sync."""
+"""Type stub for the Rust extension ``qgfast._native`` (rust/src/py/). Kept honest by
+tests/test_native_stub.py, which compares every name, every signature and the shape of
+what each call returns against the extension itself."""
 
 from os import PathLike
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -13,18 +16,64 @@ class NativeError(RuntimeError):
 class NativeDataError(ValueError):
     """Bad input data; ``args`` are ``(path, reason)`` (re-raised as ``qgfast.data.DataError``)."""
 
-def nifti_header(path: str | PathLike[str]) -> dict[str, Any]:
+class NiftiHeader(TypedDict):
+    """The header fields ``nifti_header`` and ``read_nifti`` report."""
+
+    version: int
+    big_endian: bool
+    shape: list[int]
+    dtype: str
+    vox_offset: float
+    pixdim: list[float]
+    scl_slope: float
+    scl_inter: float
+    qform_code: int
+    sform_code: int
+    quatern: list[float]
+    qoffset: list[float]
+    srow: list[list[float]]
+    xyzt_units: int
+    intent_code: int
+    descrip: str
+
+def nifti_header(path: str | PathLike[str]) -> NiftiHeader:
     """The NIfTI-1/2 header fields (``.nii.gz``: only the header is inflated)."""
 
 def read_nifti(
     path: str | PathLike[str], raw: bool = False, max_bytes: int = ...
-) -> tuple[dict[str, Any], np.ndarray]:
-    """(header fields, voxels in C order of the reversed NIfTI shape): the on-disk type,
-    or float64 ``raw * slope + inter`` when the header scales and ``raw`` is False."""
+) -> tuple[NiftiHeader, np.ndarray, int]:
+    """(header, buffer, byte offset): the voxels are ``buffer.view(uint8)[offset : offset +
+    nbytes]`` viewed as the header's dtype (no copy; ``buffer`` is uint64 words), in C order
+    of the reversed NIfTI shape; or, when the header scales and not ``raw``, ``buffer`` is
+    the float64 voxels ``raw * slope + inter`` and the offset 0."""
+
+def write_volume_stats(path: str | PathLike[str], role: str, max_bytes: int = ...) -> Path:
+    """Write ``<path>.qgstats`` beside the uncompressed NIfTI ``path`` ("image": per-channel
+    value counts or z-score maps; "label": the checked foreground list), so a stream crops it
+    reading only each patch's bytes; its path."""
+
+class StreamConfig:
+    """A stream's options, checked once here (a bad one raises ValueError naming it): every
+    keyword of ``qgfast.data.VolumeStream`` / ``ImageStream``'s config, all given (see
+    ``rust/src/stream/config.rs``, ``Settings``). Pickles as its options."""
+
+    def __init__(self, **fields: Any) -> None: ...
+    def fields(self) -> dict[str, Any]:
+        """The options it was built from (a copy)."""
+
+class StreamStats(TypedDict):
+    """``VolumeStreamCore.stats()``."""
+
+    cache_hits: int
+    cache_misses: int
+    block_reads: int
+    cache_bytes: int
+    skipped: list[tuple[int, str]]
+    reused_volume_buffers: int
 
 class VolumeStreamCore:
-    """The Rust half of ``qgfast.data.VolumeStream``: cases, config, and the decoded-volume
-    cache that outlives epochs."""
+    """The Rust half of ``qgfast.data.VolumeStream`` and ``ImageStream``: cases, config,
+    this process's shard, and the decoded-volume cache that outlives epochs."""
 
     def __init__(
         self,
@@ -32,15 +81,18 @@ class VolumeStreamCore:
         labels: list[str | None],
         labeled: list[int],
         unlabeled: list[int],
-        config: dict[str, Any],
+        config: StreamConfig,
+        shard: int,
+        shards: int,
     ) -> None: ...
     def start(self, epoch: int) -> EpochIterator:
         """Run one epoch on worker threads."""
-    def stats(self) -> dict[str, Any]:
-        """{"cache_hits", "cache_misses", "cache_bytes", "skipped": [(case, reason)]}"""
+    def stats(self) -> StreamStats:
+        """Cache use, block reads, skipped cases (case, reason), reused volume buffers."""
 
 class EpochIterator:
-    """Batches of one epoch in order: {"labeled": {...}, "unlabeled": {...}}."""
+    """Batches of one epoch in order: {"labeled": {...}, "unlabeled": {...}} (the parts the
+    stream has), each {"image", "label" (labelled part), "case", "origin", draws...}."""
 
     n_batches: int
     def __iter__(self) -> EpochIterator: ...
@@ -57,7 +109,8 @@ def build_info(key: str | None = None) -> dict[str, str] | str:
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Face-connected components of a uint8 array of any rank (nonzero = foreground):
-    int64 labels (largest C-order voxel index + 1 per component, 0 background), count."""
+    int64 labels (a component's label is its largest C-order voxel index + 1; 0 is
+    background, as the torch labelling gives on GPU) and the number of components."""
 
 def counter_uniforms(
     seed: int, stream: int, samples: np.ndarray, counters: np.ndarray
@@ -78,8 +131,3 @@ def shape_fill_u8(
 
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""
-
-def write_volume_stats(path: str | PathLike[str], role: str, max_bytes: int = ...) -> str:
-    """Write ``<path>.qgstats`` beside the uncompressed NIfTI ``path`` ("image": per-channel
-    value counts or z-score maps; "label": the checked foreground list), so a stream crops it
-    reading only each patch's bytes; its path."""

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qgfast.data.intensity import IMAGENET_MEAN, IMAGENET_STD
+
 # qgfast-image decodes JPEGs with libjpeg-turbo (skipped where it does not load),
 # qgfast-image-zune with the built-in zune-jpeg
 IMAGE_PROVIDERS = ("qgfast-image", "qgfast-image-zune", "pil-dataloader-2w")
@@ -136,8 +138,8 @@ class PilImages(torch.utils.data.Dataset):
         for axis in (1, 2):
             if rng.random() < 0.5:
                 x, y = x.flip(axis), y.flip(axis)
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         return {"image": (x - mean) / std, "label": y}
 
 

@@ -16,41 +16,28 @@ from torch.utils.data import Dataset
 
 from qgfast.data.errors import DataError
 from qgfast.data.folders import Case, read_case
-
-NORMALISATIONS = ("imagenet", "zscore", "unit", "none")
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+from qgfast.data.intensity import (
+    IMAGE_NORMALISATIONS,
+    VOLUME_NORMALISATIONS,
+    normalise_image,
+    normalise_volume,
+)
 
 
 def normalise(image: torch.Tensor, mode: str) -> torch.Tensor:
-    """[C, *S] float → normalised copy.
-
-    imagenet: /255 then ImageNet mean/std (3 channels; grey uses the channel means);
-    zscore: per channel over the nonzero voxels (whole image when all are zero);
-    unit: /255; none: unchanged.
-    """
-    if mode == "none":
-        return image
-    if mode in ("imagenet", "unit"):
-        image = image / 255.0
-        if mode == "unit":
-            return image
-        c = image.shape[0]
-        if c not in (1, 3):
-            raise ValueError(f"imagenet normalisation needs 1 or 3 channels, got {c}")
-        mean = torch.tensor(_IMAGENET_MEAN if c == 3 else (sum(_IMAGENET_MEAN) / 3,))
-        std = torch.tensor(_IMAGENET_STD if c == 3 else (sum(_IMAGENET_STD) / 3,))
-        view = (c,) + (1,) * (image.dim() - 1)
-        return (image - mean.view(view)) / std.view(view)
-    if mode == "zscore":
-        out = torch.empty_like(image)
-        for i, channel in enumerate(image):
-            nonzero = channel[channel != 0]
-            values = nonzero if nonzero.numel() > 1 else channel.flatten()
-            std = values.std() if values.numel() > 1 else values.new_tensor(0.0)
-            out[i] = (channel - values.mean()) / std.clamp_min(1e-6)
-        return out
-    raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {mode!r}")
+    """[C, *S] float as read (``read_case``: 2D images in 0..255, volumes as stored) →
+    normalised with the streams' vocabulary (``qgfast.data.intensity``): 2D images are
+    scaled to [0, 1], then "imagenet", "per-image" or "none"; volumes take "zscore",
+    "zscore-nonzero", "percentile" (0.5–99.5), "window" (−1000..1000) or "none"."""
+    if image.dim() == 3:  # [C, H, W]
+        if mode not in IMAGE_NORMALISATIONS:
+            raise ValueError(
+                f"normalise must be one of {IMAGE_NORMALISATIONS} for 2D, got {mode!r}"
+            )
+        return normalise_image(image / 255.0, mode)
+    if mode not in VOLUME_NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {VOLUME_NORMALISATIONS} for 3D, got {mode!r}")
+    return torch.from_numpy(normalise_volume(image.numpy(), mode))
 
 
 def resize(image: torch.Tensor, label: torch.Tensor | None, size: Sequence[int]):
@@ -71,7 +58,8 @@ class CaseDataset(Dataset):
 
     size: the common spatial shape (an int means a square/cube); None keeps file shapes
         (then every case must share one shape to be batched).
-    normalisation: see ``normalise`` ("imagenet" suits 2D RGB, "zscore" MR/CT volumes).
+    normalisation: see ``normalise`` ("imagenet" suits 2D images, "zscore-nonzero" MR and
+        "percentile" CT volumes).
     cache: keep decoded, resized tensors in memory (the sets a predictor trains on are
         small; every epoch then skips decoding).
     """
@@ -86,8 +74,9 @@ class CaseDataset(Dataset):
     ) -> None:
         if not cases:
             raise ValueError("CaseDataset needs at least one case")
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {NORMALISATIONS}")
+        known = IMAGE_NORMALISATIONS + VOLUME_NORMALISATIONS
+        if normalisation not in known:
+            raise ValueError(f"normalisation must be one of {known}, got {normalisation!r}")
         self.cases = list(cases)
         self.spatial_dims = self.cases[0].spatial_dims
         if isinstance(size, int):

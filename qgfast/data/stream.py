@@ -32,7 +32,6 @@ Every batch also carries what was drawn for each sample — "case", "origin" [B,
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,10 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from qgfast.data.errors import DataError, native_data_errors
-from qgfast.data.folders import Case, case_paths
+from qgfast.data.folders import EXTENSIONS_2D, Case, case_paths
+from qgfast.data.intensity import imagenet_stats
 
 log = logging.getLogger(__name__)
-NORMS = ("zscore", "zscore-nonzero", "percentile", "window", "none")
-JPEG_DECODERS = ("auto", "libjpeg-turbo", "zune")
 
 
 def auto_jpeg_decoder() -> tuple[str, str]:
@@ -58,28 +56,212 @@ def auto_jpeg_decoder() -> tuple[str, str]:
     return ("libjpeg-turbo" if detail.startswith("libjpeg-turbo") else "zune"), detail
 
 
-def _range(value, name: str, prob: float) -> tuple[float, float, float] | None:
-    if value is None:
-        return None
-    lo, hi = (float(v) for v in value)
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise ValueError(f"{name} range must be finite (low, high), got {value}")
-    return lo, hi, prob
+def _stream_config(**options: Any):
+    """The native ``StreamConfig`` of ``options`` (every value is checked there, once; a bad
+    one raises ``ValueError`` naming the option)."""
+    from qgfast import _native
+
+    return _native.StreamConfig(**options)
 
 
-def _check_plane(plane, name: str) -> None:
-    if len(set(plane)) != 2 or not set(plane) <= {0, 1, 2}:
-        raise ValueError(f"{name} must be two distinct axes of 0..2, got {plane}")
+# What a 3D stream leaves at identity and a 2D stream never draws: the other kind's options.
+_NO_COLOUR = {
+    "brightness": None,
+    "contrast": None,
+    "gain": None,
+    "jitter_prob": 0.0,
+    "post_norm": "none",
+    "post_mean": [],
+    "post_std": [],
+    "jpeg_decoder": "auto",
+}
 
 
-class VolumeStream(IterableDataset):
+class _Batches:
+    """What both streams share: the cases, the labelled/unlabelled split, the native core
+    (one per process and shard), the epoch counter and the iteration. The streams own one
+    each and differ only in the config they build and in the shape of their output."""
+
+    def __init__(
+        self,
+        cases: Sequence[Case | dict[str, Any]],
+        config,
+        labeled: Sequence[int] | None,
+        unlabeled: Sequence[int] | None,
+        *,
+        name: str,
+        pin_memory: bool,
+    ) -> None:
+        self.name = name
+        self.images: list[list[str]] = []
+        self.labels: list[str | None] = []
+        for case in cases:
+            images, label = case_paths(case)
+            self.images.append([str(p) for p in images])
+            self.labels.append(None if label is None else str(label))
+        if not self.images:
+            raise ValueError(f"{name} needs at least one case")
+        self.config = config
+        options = config.fields()
+        self.labeled_batch_size = options["labeled_batch_size"]
+        self.unlabeled_batch_size = options["unlabeled_batch_size"]
+        self.samples_per_volume = options["samples_per_volume"]
+        self.rank, self.world_size = options["rank"], options["world_size"]
+        with_label = [i for i, lab in enumerate(self.labels) if lab is not None]
+        self.labeled = list(with_label if labeled is None else labeled)
+        self.unlabeled = list(
+            [i for i, lab in enumerate(self.labels) if lab is None]
+            if unlabeled is None
+            else unlabeled
+        )
+        missing = [i for i in self.labeled if self.labels[i] is None]
+        if missing:
+            raise DataError(self.images[missing[0]][0], "labelled case without a label file")
+        if self.labeled_batch_size and not self.labeled:
+            raise ValueError("labeled_batch_size > 0 but no labelled case")
+        if self.unlabeled_batch_size and not self.unlabeled:
+            raise ValueError("unlabeled_batch_size > 0 but no unlabelled case")
+        self.two_stream = self.labeled_batch_size > 0 and self.unlabeled_batch_size > 0
+        self.pin_memory = pin_memory
+        self.epoch = 0
+        self._core = None
+        self._core_key = None
+        self._logged: set[int] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started by spawn get the stream by pickle: they build their
+        # own core (it holds threads' state and caches that do not cross processes)
+        state = dict(self.__dict__)
+        state["_core"] = state["_core_key"] = None
+        return state
+
+    def shard(self) -> tuple[int, int]:
+        """(shard, shards) of this process: rank × DataLoader worker."""
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def core(self):
+        """One core per process and shard (created lazily: after a DataLoader fork, so no
+        thread crosses a fork)."""
+        from qgfast import _native
+
+        key = self.shard()
+        if self._core is None or self._core_key != key:
+            with native_data_errors():
+                self._core = _native.VolumeStreamCore(
+                    self.images, self.labels, self.labeled, self.unlabeled, self.config, *key
+                )
+            self._core_key = key
+        return self._core
+
+    def stats(self) -> dict[str, Any]:
+        return {} if self._core is None else self._core.stats()
+
+    def _tensors(self, part: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = {k: torch.from_numpy(v) for k, v in part.items()}
+        if self.pin_memory and torch.cuda.is_available():
+            out["image"] = out["image"].pin_memory()
+            if "label" in out:
+                out["label"] = out["label"].pin_memory()
+        return out
+
+    def iterate(self, output) -> Iterator[dict[str, Any]]:
+        """The next epoch's batches, each part passed through ``output``."""
+        core = self.core()
+        try:
+            with native_data_errors():
+                epoch = core.start(self.epoch)
+        except DataError:  # a ValueError too: pass it through unwrapped
+            raise
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err}") from None
+        self.epoch += 1
+        try:
+            while True:
+                try:
+                    with native_data_errors():
+                        batch = next(epoch)
+                except StopIteration:
+                    return
+                self._log_skips(core)
+                parts = {k: output(self._tensors(v)) for k, v in batch.items()}
+                yield parts if self.two_stream else next(iter(parts.values()))
+        finally:
+            epoch.close()
+
+    def _log_skips(self, core) -> None:
+        for case, reason in core.stats()["skipped"]:
+            if case not in self._logged:
+                self._logged.add(case)
+                log.warning("%s skipped case %d: %s", self.name, case, reason)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this shard (labelled stream, or unlabelled when alone)."""
+        shard, shards = self.shard()
+        cases = self.labeled if self.labeled_batch_size else self.unlabeled
+        size = self.labeled_batch_size or self.unlabeled_batch_size
+        mine = len(range(shard, len(cases), shards))
+        return mine * self.samples_per_volume // size
+
+
+class _Stream(IterableDataset):
+    """The dataset face both streams share, over their ``_Batches``."""
+
+    _batches: _Batches
+
+    @property
+    def config(self):
+        """The native ``StreamConfig`` (``config.fields()``: the options it was built from)."""
+        return self._batches.config
+
+    @property
+    def labeled(self) -> list[int]:
+        return self._batches.labeled
+
+    @property
+    def unlabeled(self) -> list[int]:
+        return self._batches.unlabeled
+
+    @property
+    def two_stream(self) -> bool:
+        return self._batches.two_stream
+
+    @property
+    def epoch(self) -> int:
+        """The next epoch to run; advanced by every full pass (``set_epoch`` overrides)."""
+        return self._batches.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self._batches.epoch = int(epoch)
+
+    def stats(self) -> dict[str, Any]:
+        """Cache hits/misses/bytes, samples cropped from a block read for them
+        (``block_reads``: copies opened by their statistics files), the skipped cases (this
+        process's shard) and how many large volume buffers were reused for a later decode
+        instead of mapped afresh (``reused_volume_buffers``)."""
+        return self._batches.stats()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._batches.iterate(self._output)
+
+    def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return part
+
+    def __len__(self) -> int:
+        """Batches per epoch on this shard (labelled stream, or unlabelled when alone)."""
+        return len(self._batches)
+
+
+class VolumeStream(_Stream):
     """Iterable of patch batches; see the module docstring.
 
     cases: ``Case`` objects (``find_cases``) or dicts {"images": [paths], "label": path|None}.
     labeled / unlabeled: which cases feed each stream (default: cases with a label are
         labelled, the rest unlabelled).
-    normalisation: "zscore", "zscore-nonzero" (MR), "percentile" (clip to ``clip``
-        percentiles, then z-score), "window" (clip to ``window``, map to [0, 1]), "none".
+    normalisation: one of ``qgfast.data.intensity.VOLUME_NORMALISATIONS``: "zscore" (all
+        voxels), "zscore-nonzero" (MR), "percentile" (clip to ``clip`` percentiles, then
+        z-score), "window" (clip to ``window``, map to [0, 1]), "none".
     on_error: "raise" (a bad case raises ``DataError``) or "skip" (the case is logged once,
         counted in ``stats()["skipped"]`` and its slots move to the next case).
     rotation: (low, high) degrees: with probability ``rotation_prob`` a sample is rotated by
@@ -90,7 +272,8 @@ class VolumeStream(IterableDataset):
         (u·cos θ − v·sin θ, u·sin θ + v·cos θ); images bilinear, labels nearest. Flips and
         rot90 apply after it: sample = rot90(flip(rotate(volume))). The angle is in the
         batch's "angle" (0 = not rotated).
-    epoch: the next epoch to run; advanced by every full pass (``set_epoch`` overrides).
+    Every option is checked once, by the native ``StreamConfig``; a bad one raises
+    ``ValueError`` naming it.
     """
 
     def __init__(
@@ -128,173 +311,41 @@ class VolumeStream(IterableDataset):
         max_bytes: int = 16 << 30,
     ) -> None:
         super().__init__()
-        self._images, self._labels = [], []
-        for case in cases:
-            images, label = case_paths(case)
-            self._images.append([str(p) for p in images])
-            self._labels.append(None if label is None else str(label))
-        if not self._images:
-            raise ValueError("VolumeStream needs at least one case")
-        if len(patch_size) != 3 or min(patch_size) < 1:
-            raise ValueError(f"patch_size must be 3 positive ints, got {patch_size}")
-        if labeled_batch_size < 0 or unlabeled_batch_size < 0:
-            raise ValueError("batch sizes must be >= 0")
-        if labeled_batch_size + unlabeled_batch_size == 0:
-            raise ValueError("labeled_batch_size + unlabeled_batch_size must be > 0")
-        if normalisation not in NORMS:
-            raise ValueError(f"normalisation must be one of {NORMS}, got {normalisation!r}")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
-        if rot90_plane is not None:
-            _check_plane(rot90_plane, "rot90_plane")
-        _check_plane(rotation_plane, "rotation_plane")
-        if not 0.0 <= rotation_prob <= 1.0:
-            raise ValueError(f"rotation_prob must be in [0, 1], got {rotation_prob}")
-        with_label = [i for i, lab in enumerate(self._labels) if lab is not None]
-        self.labeled = list(with_label if labeled is None else labeled)
-        self.unlabeled = list(
-            [i for i, lab in enumerate(self._labels) if lab is None]
-            if unlabeled is None
-            else unlabeled
+        config = _stream_config(
+            patch_size=list(patch_size),
+            labeled_batch_size=labeled_batch_size,
+            unlabeled_batch_size=unlabeled_batch_size,
+            samples_per_volume=samples_per_volume,
+            foreground_prob=foreground_prob,
+            cache_bytes=cache_bytes,
+            flip_axes=list(flip_axes),
+            rot90_plane=rot90_plane,
+            rotation=rotation,
+            rotation_prob=rotation_prob,
+            rotation_plane=rotation_plane,
+            scale=scale,
+            shift=shift,
+            gamma=gamma,
+            noise_std=noise_std,
+            intensity_prob=intensity_prob,
+            normalisation=normalisation,
+            clip=clip,
+            window=window,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            threads=threads,
+            prefetch=prefetch,
+            on_error=on_error,
+            max_bytes=max_bytes,
+            **_NO_COLOUR,
         )
-        missing = [i for i in self.labeled if self._labels[i] is None]
-        if missing:
-            raise DataError(self._images[missing[0]][0], "labelled case without a label file")
-        if labeled_batch_size and not self.labeled:
-            raise ValueError("labeled_batch_size > 0 but no labelled case")
-        if unlabeled_batch_size and not self.unlabeled:
-            raise ValueError("unlabeled_batch_size > 0 but no unlabelled case")
-        self.two_stream = labeled_batch_size > 0 and unlabeled_batch_size > 0
-        self.labeled_batch_size = labeled_batch_size
-        self.unlabeled_batch_size = unlabeled_batch_size
-        norm = {
-            "percentile": ("percentile", *map(float, clip)),
-            "window": ("window", *map(float, window)),
-        }.get(normalisation, (normalisation, 0.0, 0.0))
-        self.config = {
-            "patch": [int(p) for p in patch_size],
-            "labeled_batch": labeled_batch_size,
-            "unlabeled_batch": unlabeled_batch_size,
-            "samples_per_volume": int(samples_per_volume),
-            "foreground_prob": float(foreground_prob),
-            "cache_bytes": int(cache_bytes),
-            "flip": [d in flip_axes for d in range(3)],
-            "rot90": None if rot90_plane is None else tuple(rot90_plane),
-            "rotation": _range(rotation, "rotation", rotation_prob),
-            "rotation_plane": tuple(rotation_plane),
-            "scale": _range(scale, "scale", intensity_prob),
-            "shift": _range(shift, "shift", intensity_prob),
-            "gamma": _range(gamma, "gamma", intensity_prob),
-            "noise": (float(noise_std), intensity_prob) if noise_std > 0 else None,
-            "brightness": None,
-            "contrast": None,
-            "gain": None,
-            "post_norm": ("none", [], []),
-            "norm": norm,
-            "seed": int(seed),
-            "shard": rank,
-            "shards": world_size,
-            "threads": int(threads),
-            "prefetch": int(prefetch),
-            "skip_errors": on_error == "skip",
-            "max_bytes": int(max_bytes),
-            "jpeg_decoder": "auto",
-        }
-        if samples_per_volume < 1:
-            raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}")
-        self.pin_memory = pin_memory
-        self.epoch = 0
-        self._core = None
-        self._core_key = None
-        self._logged: set[int] = set()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _native_core(self):
-        """One core per process and shard (created lazily: after a DataLoader fork, so no
-        thread crosses a fork)."""
-        from qgfast import _native
-
-        key = self._shard()
-        if self._core is None or self._core_key != key:
-            config = dict(self.config)
-            config["shard"], config["shards"] = key
-            with native_data_errors():
-                self._core = _native.VolumeStreamCore(
-                    self._images, self._labels, self.labeled, self.unlabeled, config
-                )
-            self._core_key = key
-        return self._core
-
-    def _shard(self) -> tuple[int, int]:
-        """(shard, shards) of this process: rank × DataLoader worker."""
-        info = get_worker_info()
-        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        return self.config["shard"] * workers + worker, self.config["shards"] * workers
-
-    def stats(self) -> dict[str, Any]:
-        """Cache hits/misses/bytes, samples cropped from a block read for them
-        (``block_reads``: copies opened by their statistics files), the skipped cases (this
-        process's shard) and how many large volume buffers were reused for a later decode
-        instead of mapped afresh."""
-        return {} if self._core is None else self._core.stats()
-
-    def _tensors(self, part: dict[str, Any]) -> dict[str, torch.Tensor]:
-        out = {k: torch.from_numpy(v) for k, v in part.items()}
-        if self.pin_memory and torch.cuda.is_available():
-            out["image"] = out["image"].pin_memory()
-            if "label" in out:
-                out["label"] = out["label"].pin_memory()
-        return out
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        core = self._native_core()
-        try:
-            with native_data_errors():
-                epoch = core.start(self.epoch)
-        except DataError:  # a ValueError too: pass it through unwrapped
-            raise
-        except ValueError as err:
-            raise ValueError(f"VolumeStream: {err}") from None
-        self.epoch += 1
-        try:
-            while True:
-                try:
-                    with native_data_errors():
-                        batch = next(epoch)
-                except StopIteration:
-                    return
-                self._log_skips(core)
-                parts = {k: self._output(self._tensors(v)) for k, v in batch.items()}
-                yield parts if self.two_stream else next(iter(parts.values()))
-        finally:
-            epoch.close()
-
-    def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return part
-
-    def _log_skips(self, core) -> None:
-        for case, reason in core.stats()["skipped"]:
-            if case not in self._logged:
-                self._logged.add(case)
-                log.warning("VolumeStream skipped case %d: %s", case, reason)
-
-    def __len__(self) -> int:
-        """Batches per epoch on this shard (labelled stream, or unlabelled when alone)."""
-        shard, shards = self._shard()
-        cases = self.labeled if self.labeled_batch_size else self.unlabeled
-        size = self.labeled_batch_size or self.unlabeled_batch_size
-        mine = len(range(shard, len(cases), shards))
-        return mine * self.config["samples_per_volume"] // size
+        self._batches = _Batches(
+            cases, config, labeled, unlabeled, name="VolumeStream", pin_memory=pin_memory
+        )
 
 
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-class ImageStream(VolumeStream):
+class ImageStream(_Stream):
     """The 2D counterpart: folders of PNG/JPEG/BMP/TIFF images with PNG masks.
 
     Images decode in Rust threads (grey → 1 channel, others → RGB, values in [0, 1]),
@@ -303,11 +354,13 @@ class ImageStream(VolumeStream):
     from ``rotation`` (degrees, with ``rotation_prob``; e.g. SSL4MIS's (-20, 20): about the
     image centre, bilinear / nearest for the mask, zero outside the image), colour jitter
     (torchvision order: brightness, contrast, per-channel gain, each clamped to [0, 1]) and
-    then the normalisation: "imagenet" (mean/std per channel), "per-image" (z-score per
-    channel) or "none". Batches: "image" [B, C, H, W] float32, "label" [B, 1, H, W] uint8, plus the
+    then the normalisation, one of ``qgfast.data.intensity.IMAGE_NORMALISATIONS``:
+    "imagenet" (mean/std per channel, ``imagenet_stats``), "per-image" (z-score per channel)
+    or "none". Batches: "image" [B, C, H, W] float32, "label" [B, 1, H, W] uint8, plus the
     draws ("flip" [B, 3]: axis 0 = vertical, 1 = horizontal; "rot90"; "angle"; "brightness",
     "contrast", "gain" [B, 3]; "scale"/"shift"/"gamma" stay at identity). Same two-stream batching,
-    seeding, sharding, caching and error handling as ``VolumeStream``.
+    seeding, sharding, caching and error handling as ``VolumeStream``; ``noise_std`` adds
+    Gaussian noise with probability ``intensity_prob`` as there.
     """
 
     def __init__(
@@ -315,6 +368,11 @@ class ImageStream(VolumeStream):
         cases: Sequence[Case | dict[str, Any]],
         size: int | Sequence[int] = 224,
         *,
+        labeled_batch_size: int = 2,
+        unlabeled_batch_size: int = 0,
+        labeled: Sequence[int] | None = None,
+        unlabeled: Sequence[int] | None = None,
+        samples_per_volume: int = 1,
         hflip: bool = True,
         vflip: bool = True,
         rot90: bool = True,
@@ -324,34 +382,41 @@ class ImageStream(VolumeStream):
         contrast: tuple[float, float] | None = (0.8, 1.2),
         gain: tuple[float, float] | None = (0.9, 1.1),
         jitter_prob: float = 0.8,
+        noise_std: float = 0.0,
+        intensity_prob: float = 0.15,
         normalisation: str = "imagenet",
         cache_bytes: int = 1 << 30,
         jpeg_decoder: str = "auto",
-        **kwargs: Any,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        threads: int = 2,
+        prefetch: int = 4,
+        pin_memory: bool = False,
+        on_error: str = "raise",
+        max_bytes: int = 16 << 30,
     ) -> None:
+        super().__init__()
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         if min(h, w) < 1:
             raise ValueError(f"size must be positive, got {size}")
-        post = {
-            "imagenet": ("mean-std", list(IMAGENET[0]), list(IMAGENET[1])),
-            "per-image": ("per-image", [], []),
-            "none": ("none", [], []),
-        }
+        post = {"imagenet": "mean-std", "per-image": "per-image", "none": "none"}
         if normalisation not in post:
             raise ValueError(f"normalisation must be one of {tuple(post)}, got {normalisation!r}")
         for case in cases:
             images = case.images if isinstance(case, Case) else case["images"]
             first = images if isinstance(images, (str, Path)) else images[0]
-            if Path(first).suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+            if Path(first).suffix.lower() not in EXTENSIONS_2D:
                 raise ValueError(f"ImageStream reads 2D image files, got {first}")
-        flips = tuple(a for a, on in ((0, vflip), (1, hflip)) if on)
-        super().__init__(
-            cases,
-            (h, w, 1),
-            samples_per_volume=kwargs.pop("samples_per_volume", 1),
+        mean, std = imagenet_stats(3) if normalisation == "imagenet" else ((), ())
+        config = _stream_config(
+            patch_size=[h, w, 1],
+            labeled_batch_size=labeled_batch_size,
+            unlabeled_batch_size=unlabeled_batch_size,
+            samples_per_volume=samples_per_volume,
             foreground_prob=0.0,
             cache_bytes=cache_bytes,
-            flip_axes=flips,
+            flip_axes=[a for a, on in ((0, vflip), (1, hflip)) if on],
             rot90_plane=(0, 1) if rot90 and h == w else None,
             rotation=rotation,
             rotation_prob=rotation_prob,
@@ -359,23 +424,30 @@ class ImageStream(VolumeStream):
             scale=None,
             shift=None,
             gamma=None,
-            noise_std=kwargs.pop("noise_std", 0.0),
+            noise_std=noise_std,
+            intensity_prob=intensity_prob,
             normalisation="none",
-            **kwargs,
+            clip=(0.0, 100.0),
+            window=(0.0, 1.0),
+            brightness=brightness,
+            contrast=contrast,
+            gain=gain,
+            jitter_prob=jitter_prob,
+            post_norm=post[normalisation],
+            post_mean=list(mean),
+            post_std=list(std),
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            threads=threads,
+            prefetch=prefetch,
+            on_error=on_error,
+            max_bytes=max_bytes,
+            jpeg_decoder=jpeg_decoder,
         )
-        self.config["brightness"] = _range(brightness, "brightness", jitter_prob)
-        self.config["contrast"] = _range(contrast, "contrast", jitter_prob)
-        self.config["gain"] = _range(gain, "gain", jitter_prob)
-        self.config["post_norm"] = post[normalisation]
-        if jpeg_decoder not in JPEG_DECODERS:
-            raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, got {jpeg_decoder!r}")
-        if jpeg_decoder == "libjpeg-turbo":  # found when asked for, not at every stream
-            auto, detail = auto_jpeg_decoder()
-            if auto != jpeg_decoder:
-                raise ValueError(
-                    f'jpeg_decoder="libjpeg-turbo", but it does not load here: {detail}'
-                )
-        self.config["jpeg_decoder"] = jpeg_decoder
+        self._batches = _Batches(
+            cases, config, labeled, unlabeled, name="ImageStream", pin_memory=pin_memory
+        )
 
     def _output(self, part: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         part["image"] = part["image"][..., 0]  # [B, C, H, W, 1] → [B, C, H, W], a view

@@ -128,6 +128,17 @@ def _loaders(size, normalisation, images_per_batch, workers, seed):
     return loader
 
 
+# Checkpoints written before the data layer's one normalisation vocabulary
+# (qgfast.data.intensity) named CaseDataset's modes differently: its "zscore" was over the
+# nonzero voxels and "unit" is today's 2D "none".
+_LEGACY_NORMALISATIONS = {"zscore": "zscore-nonzero", "unit": "none"}
+
+
+def _saved_normalisation(info: dict[str, Any]) -> str:
+    name = info.get("normalisation", "imagenet")
+    return _LEGACY_NORMALISATIONS.get(name, name)
+
+
 def _split(cases, fraction: float, seed: int):
     if not 0.0 < fraction < 1.0:
         raise SystemExit(f"--val-fraction must be in (0, 1), got {fraction}")
@@ -168,9 +179,9 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         raise SystemExit("no training cases left after the validation split")
     probe = CaseDataset(train_cases[:1], size, "none")[0]["image"]
     if spatial_dims == 3:
-        normalisation = "zscore"
+        normalisation = "zscore-nonzero"
     else:
-        normalisation = "imagenet" if probe.shape[0] in (1, 3) else "unit"
+        normalisation = "imagenet" if probe.shape[0] in (1, 3) else "none"
     make = _loaders(size, normalisation, args.images_per_batch, args.workers, args.seed)
     train_ds, train_loader = make(train_cases, True)
     _, val_loader = make(val_cases, False)
@@ -279,7 +290,7 @@ def cmd_eval_quality(args: argparse.Namespace) -> int:
     if not cases:
         raise SystemExit(f"{root}: no labelled cases to evaluate")
     size = info.get("size")
-    make = _loaders(size, info.get("normalisation", "imagenet"), 16, 0, 0)
+    make = _loaders(size, _saved_normalisation(info), 16, 0, 0)
     _, loader = make(cases, False)
     generator = generator_from_checkpoint(ckpt, args.checkpoint.parent, device)
     plot = None if args.out is None else args.out / "calibration.png"

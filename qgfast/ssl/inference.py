@@ -13,7 +13,6 @@ the image's own size, so every metric is computed against the label as stored.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qgfast.data.folders import Case, read_case
-from qgfast.data.stream import IMAGENET
+from qgfast.data.intensity import normalise_image, normalise_volume
 from qgfast.ssl import distributed as dist
 from qgfast.ssl.base import hard_labels, probabilities
 from qgfast.ssl.metrics import case_metrics, summarise
@@ -60,51 +59,6 @@ class Preprocessing:
         return cls(**d)
 
 
-def _nearest_rank(q: float, n: int) -> int:
-    return math.floor(q / 100.0 * (n - 1) + 0.5)  # Rust's round(): half away from zero
-
-
-def normalise_volume(
-    image: np.ndarray,
-    mode: str,
-    clip: tuple[float, float] = (0.5, 99.5),
-    window: tuple[float, float] = (-1000.0, 1000.0),
-) -> np.ndarray:
-    """[C, *S] voxels → float32, each channel as ``VolumeStream(normalisation=mode)`` maps
-    it: (clamp(v, lo, hi) − mean) / std with numpy's population std (floored at 1e-6) of
-    the clamped voxels that count (all, or the nonzero ones for "zscore-nonzero" when any
-    is nonzero); "percentile" clamps to nearest-rank percentiles first; "window" maps
-    [lo, hi] to [0, 1]."""
-    out = np.empty(image.shape, np.float32)
-    for c, channel in enumerate(image):
-        v = channel.astype(np.float64)
-        if mode == "none":
-            out[c] = v
-            continue
-        if mode == "window":
-            lo, hi = float(np.float32(window[0])), float(np.float32(window[1]))
-            out[c] = (np.clip(v, lo, hi) - lo) / max(hi - lo, 1e-6)
-            continue
-        lo, hi = -np.inf, np.inf
-        if mode == "percentile":
-            flat = np.sort(channel.astype(np.float32), axis=None)
-            if flat.size:
-                lo = float(flat[_nearest_rank(clip[0], flat.size)])
-                hi = float(flat[_nearest_rank(clip[1], flat.size)])
-            else:
-                lo = hi = 0.0
-        elif mode not in ("zscore", "zscore-nonzero"):
-            raise ValueError(f"unknown 3D normalisation {mode!r}")
-        clamped = np.clip(v, lo, hi)
-        keep = clamped
-        if mode == "zscore-nonzero" and (v != 0).any():
-            keep = clamped[v != 0]
-        mean = keep.mean() if keep.size else 0.0
-        std = max(float(np.sqrt(((keep - mean) ** 2).mean())), 1e-6) if keep.size else 1.0
-        out[c] = (clamped - mean) / std
-    return out
-
-
 def prepare_image(image: np.ndarray, pre: Preprocessing) -> torch.Tensor:
     """A case's image as read (``read_case``: [C, *S], 2D in 0..255) → the network's input
     [1, C, *S'] float32 (2D resized to ``pre.size``)."""
@@ -115,19 +69,7 @@ def prepare_image(image: np.ndarray, pre: Preprocessing) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None] / 255.0
     if pre.size and tuple(x.shape[2:]) != tuple(pre.size):
         x = F.interpolate(x, size=pre.size, mode="bilinear", align_corners=False, antialias=True)
-    if pre.normalisation == "imagenet":
-        c = x.shape[1]
-        mean = torch.tensor([IMAGENET[0][i % 3] for i in range(c)]).view(1, c, 1, 1)
-        std = torch.tensor([IMAGENET[1][i % 3] for i in range(c)]).view(1, c, 1, 1)
-        x = (x - mean) / std
-    elif pre.normalisation == "per-image":
-        flat = x.flatten(2)
-        mean = flat.mean(2, keepdim=True)
-        std = flat.std(2, unbiased=False, keepdim=True).clamp_min(1e-6)
-        x = ((flat - mean) / std).view_as(x)
-    elif pre.normalisation != "none":
-        raise ValueError(f"unknown 2D normalisation {pre.normalisation!r}")
-    return x
+    return normalise_image(x, pre.normalisation)
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -56,6 +57,14 @@ impl From<Error> for PyErr {
             Error::Data { path, reason } => NativeDataError::new_err((path, reason)),
             Error::Panic(_) => NativeError::new_err(msg),
         }
+    }
+}
+
+/// The error for a file that cannot be used as data: which file, and why.
+pub fn data(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        reason: reason.into(),
     }
 }
 

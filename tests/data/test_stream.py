@@ -446,15 +446,35 @@ def test_bad_arguments(cases, kwargs, match):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("rotation_plane", (1, 1)), ("rot90", (0, 3)), ("rotation", (float("nan"), 1.0, 1.0))],
+    [("rotation_plane", (1, 1)), ("rot90_plane", (0, 3)), ("rotation", (float("nan"), 1.0))],
 )
-def test_the_native_core_checks_its_config_too(cases, key, value):
-    """The Rust core refuses what the Python layer would (a config reaching it another way
-    must not index out of range or draw NaN angles)."""
-    stream = VolumeStream(cases, (8, 8, 8), rotation=(-5, 5))
-    stream.config[key] = value
+def test_the_native_config_checks_every_option(cases, key, value):
+    """The options are checked once, by the native StreamConfig: a config built another way
+    than through VolumeStream must not index out of range or draw NaN angles either."""
+    from qgfast import _native
+
+    fields = VolumeStream(cases, (8, 8, 8), rotation=(-5, 5)).config.fields()
+    _native.StreamConfig(**fields)  # the stream's own options pass
     with pytest.raises(ValueError, match=key):
-        next(iter(stream))
+        _native.StreamConfig(**{**fields, key: value})
+    with pytest.raises(ValueError, match=r"unknown option \"rotaton\""):
+        _native.StreamConfig(**fields, rotaton=(1, 2))
+    del fields["seed"]
+    with pytest.raises(ValueError, match="missing options"):
+        _native.StreamConfig(**fields)
+
+
+def test_streams_pickle_without_their_native_state(cases):
+    """DataLoader workers started by spawn receive the stream by pickle: it must pickle
+    before and after iterating and give the same batches."""
+    import pickle
+
+    stream = VolumeStream(cases, (8, 8, 8), labeled_batch_size=2, seed=3)
+    first = next(iter(stream))
+    stream.set_epoch(0)
+    again = pickle.loads(pickle.dumps(stream))
+    assert again.config.fields() == stream.config.fields()
+    torch.testing.assert_close(next(iter(again))["image"], first["image"])
 
 
 def test_no_hang_at_interpreter_exit_with_a_live_epoch(cases, tmp_path):

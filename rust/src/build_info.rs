@@ -23,7 +23,7 @@ pub fn facts() -> Vec<(&'static str, String)> {
         ("abi3", "cp310".to_string()),
         ("available_threads", threads.to_string()),
         // found at run time, not build time: the decoder ImageStream's "auto" takes
-        ("jpeg_decoder", crate::jpeg::describe()),
+        ("jpeg_decoder", crate::io::jpeg::describe()),
     ]
 }
 

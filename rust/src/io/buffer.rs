@@ -87,6 +87,30 @@ pub fn read_words_at(
     }
 }
 
+/// Positioned read of exactly `buf.len()` bytes at `offset` (a short read: truncated).
+pub fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(
+                file,
+                &mut buf[done..],
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 /// Per-thread spare word buffers for per-image data (2D planes and labels): a 2D image's
 /// 0.6 MB of planes would otherwise be a fresh mapping, faulted in and cleared, per image.
 /// Only buffers up to `SPARE_MAX_BYTES` are kept, at most `SPARE_KEEP` per thread.

@@ -142,7 +142,7 @@ fn plain(
     out: &mut [f32],
 ) {
     let row_len = w * c;
-    let rows = crate::buffer::grown(rows, out_h * row_len);
+    let rows = super::buffer::grown(rows, out_h * row_len);
     for (y, acc) in rows.chunks_exact_mut(row_len).enumerate() {
         let (lo, ws) = ty.of(y);
         // the first tap assigns (0 + x is x exactly), so the scratch needs no zeroing
@@ -256,7 +256,7 @@ mod blocked {
         let row_len = w * c;
         // vectors aligned to a cache line's half: an unaligned 32-byte access straddles two
         // lines every other time, and the block pass is all such accesses
-        let scratch = crate::buffer::grown(scratch, (row_len + c * out_w) * L + L);
+        let scratch = crate::io::buffer::grown(scratch, (row_len + c * out_w) * L + L);
         let skip = scratch.as_ptr().align_offset(32).min(L);
         let (block, columns) = scratch[skip..].split_at_mut(row_len * L);
         let plane = out_h * out_w;

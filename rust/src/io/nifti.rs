@@ -16,8 +16,8 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::buffer::Spares;
-use crate::errors::Error;
+use super::buffer::Spares;
+use crate::errors::{data, Error};
 
 const NIFTI1_SIZE: usize = 348;
 const NIFTI2_SIZE: usize = 540;
@@ -96,12 +96,12 @@ voxel!(u8, i8, i16, u16, i32, u32, i64, u64, f32, f64);
 /// Run `$body` with `$T` bound to the Rust type of a `DType`.
 macro_rules! with_voxel_type {
     ($dtype:expr, $T:ident, $body:expr) => {
-        $crate::nifti::with_voxel_type!(@arms $dtype, $T, $body;
+        $crate::io::nifti::with_voxel_type!(@arms $dtype, $T, $body;
             U8 u8, I8 i8, I16 i16, U16 u16, I32 i32, U32 u32, I64 i64, U64 u64, F32 f32, F64 f64)
     };
     (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident $t:ty),*) => {
         match $dtype {
-            $($crate::nifti::DType::$variant => {
+            $($crate::io::nifti::DType::$variant => {
                 type $T = $t;
                 $body
             })*
@@ -374,7 +374,7 @@ impl Volume {
 
 /// Zeroed 8-byte words holding at least `nbytes` bytes (pages, huge where possible, appear on write).
 fn words_for(nbytes: usize) -> Vec<u64> {
-    crate::buffer::zeroed(nbytes.div_ceil(8))
+    super::buffer::zeroed(nbytes.div_ceil(8))
 }
 
 pub fn is_gzip(path: &Path) -> Result<bool, Error> {
@@ -388,13 +388,6 @@ pub fn is_gzip(path: &Path) -> Result<bool, Error> {
 
 fn open(path: &Path) -> Result<File, Error> {
     File::open(path).map_err(|e| data(path, format!("cannot open: {e}")))
-}
-
-pub fn data(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Data {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
 }
 
 fn check_size(path: &Path, header: &Header, max_bytes: usize) -> Result<usize, Error> {
@@ -465,7 +458,7 @@ fn read_plain(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<
     let (file, header, start, nbytes) = open_plain(path, max_bytes)?;
     // a positioned read straight into a fresh buffer: the kernel copies from the page
     // cache once, where a memory map would fault every page in and copy it again
-    let words = crate::buffer::read_words_at(&file, start, nbytes, spares)
+    let words = super::buffer::read_words_at(&file, start, nbytes, spares)
         .map_err(|e| data(path, format!("cannot read the voxels: {e}")))?;
     Ok(native_volume(header, words, nbytes))
 }
@@ -527,8 +520,10 @@ fn plain_layout(
     Ok((header, start, nbytes))
 }
 
-/// Uncompressed `.nii` bytes already in memory (`path` only names them in errors).
-pub fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+/// Uncompressed `.nii` bytes already in memory (`path` only names them in errors): the
+/// fuzz tests' entry to the parser.
+#[cfg(test)]
+fn read_plain_bytes(file: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let head = &file[..file.len().min(NIFTI2_SIZE)];
     let (header, start, nbytes) = plain_layout(head, file.len() as u64, path, max_bytes)?;
     Ok(volume_from_bytes(
@@ -576,15 +571,17 @@ fn read_gz(path: &Path, max_bytes: usize, spares: Option<&Spares>) -> Result<Vol
         (&file).read_to_end(&mut compressed).map_err(cannot)?;
         return inflate_volume(&compressed, header, nbytes, path, None);
     };
-    let words = crate::buffer::read_words_at(&file, 0, len, Some(spares)).map_err(cannot)?;
+    let words = super::buffer::read_words_at(&file, 0, len, Some(spares)).map_err(cannot)?;
     let compressed = &bytemuck::cast_slice::<u64, u8>(&words)[..len];
     let volume = inflate_volume(compressed, header, nbytes, path, Some(spares));
     spares.give(words);
     volume
 }
 
-/// `.nii.gz` bytes already in memory (`path` only names them in errors).
-pub fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
+/// `.nii.gz` bytes already in memory (`path` only names them in errors): the fuzz tests'
+/// entry to the gzip path.
+#[cfg(test)]
+fn read_gz_bytes(compressed: &[u8], path: &Path, max_bytes: usize) -> Result<Volume, Error> {
     let (header, nbytes) = gz_header(compressed, path, max_bytes)?;
     inflate_volume(compressed, header, nbytes, path, None)
 }

@@ -50,7 +50,7 @@ impl Choice {
         if choice == Choice::LibjpegTurbo {
             if let Err(why) = turbo() {
                 return Err(Error::InvalidArgument(format!(
-                    "jpeg_decoder=\"libjpeg-turbo\", but {why}"
+                    "jpeg_decoder=\"libjpeg-turbo\", but it does not load here: {why}"
                 )));
             }
         }
@@ -312,7 +312,7 @@ pub fn decode_zune(bytes: &[u8], pixels: &mut Vec<u8>) -> Option<(usize, usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resize::tests::noise;
+    use crate::io::resize::tests::noise;
 
     /// A smooth image with noise at quality 90: JPEG keeps detail, so chroma and blocks
     /// matter. `c` = 3 (RGB) or 1 (grey).

@@ -15,9 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use crate::errors::Error;
-use crate::nifti::data;
-use crate::volume::{self, Norm, ValueMap};
+use super::channel::ValueMap;
+use crate::errors::{data, Error};
 
 const MAGIC: &[u8; 8] = b"QGSTATS\x01";
 
@@ -37,18 +36,6 @@ pub struct ChannelStats {
     pub counts: Option<Vec<(f64, u64)>>,
 }
 
-impl ChannelStats {
-    /// The channel's normalisation under `norm`, as a whole read would compute it; None
-    /// where these statistics cannot give it.
-    pub fn map(&self, norm: Norm) -> Option<ValueMap> {
-        match (norm, &self.counts) {
-            (_, Some(counts)) => volume::normalise(norm, Some(counts), None),
-            (Norm::ZScore { nonzero }, None) => Some(self.zscore[usize::from(nonzero)]),
-            (norm, None) => volume::normalise(norm, None, None), // none, window
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     pub role: Role,
@@ -64,7 +51,7 @@ pub fn path_for(volume: &Path) -> PathBuf {
 }
 
 /// The file's size and modification time (seconds, nanoseconds since 1970).
-fn stamp(path: &Path) -> std::io::Result<[u64; 3]> {
+pub fn stamp(path: &Path) -> std::io::Result<[u64; 3]> {
     let meta = std::fs::metadata(path)?;
     let since = meta
         .modified()?
@@ -80,56 +67,18 @@ fn checksum(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Compute the statistics of the uncompressed NIfTI `path` in `role` and write them beside
-/// it (to a temporary name, then renamed); the statistics file's path. A label whose values
-/// are not whole numbers in 0..=255, or a file that changes while it is read, is an error.
-pub fn write(path: &Path, role: Role, max_bytes: usize) -> Result<PathBuf, Error> {
+/// Write `stats` of `path`, whose stamp before they were computed was `before`, beside it
+/// (to a temporary name, then renamed); the statistics file's path. A file that changed
+/// while its statistics were computed is an error.
+pub fn store(path: &Path, stats: &Stats, before: [u64; 3]) -> Result<PathBuf, Error> {
     let io = |e: std::io::Error| data(path, format!("cannot stat: {e}"));
-    let before = stamp(path).map_err(io)?;
-    let (shape, channels) = volume::plain_file_channels(path, max_bytes)?;
-    let stats = match role {
-        Role::Image => Stats {
-            role,
-            channels: channels
-                .iter()
-                .map(|ch| {
-                    let counts = ch.value_counts();
-                    let map = |nonzero| {
-                        let norm = Norm::ZScore { nonzero };
-                        volume::normalise(norm, counts.as_deref(), Some(ch))
-                            .expect("voxels give every statistic")
-                    };
-                    ChannelStats {
-                        zscore: [map(false), map(true)],
-                        counts,
-                    }
-                })
-                .collect(),
-            foreground: Vec::new(),
-        },
-        Role::Label => {
-            let [ch] = &channels[..] else {
-                return Err(data(
-                    path,
-                    format!("a label has one channel, not {}", channels.len()),
-                ));
-            };
-            volume::check_label(path, ch)?;
-            let foreground = volume::sample_foreground(ch, shape, volume::nifti_strides(shape));
-            Stats {
-                role,
-                channels: Vec::new(),
-                foreground,
-            }
-        }
-    };
     if stamp(path).map_err(io)? != before {
         return Err(data(
             path,
             "the file changed while its statistics were computed",
         ));
     }
-    let bytes = encode(&stats, before);
+    let bytes = encode(stats, before);
     let target = path_for(path);
     let mut tmp_name = target.as_os_str().to_owned();
     tmp_name.push(format!(".{}.part", std::process::id()));
@@ -241,10 +190,10 @@ fn decode(bytes: &[u8]) -> Option<(Stats, [u64; 3])> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample() -> Stats {
+    pub fn sample() -> Stats {
         let map = ValueMap::from_array([-1.0, 900.0, 12.5, 0.25]);
         Stats {
             role: Role::Image,
@@ -275,23 +224,6 @@ mod tests {
         for len in [0, 7, 8, bytes.len() - 1] {
             assert_eq!(decode(&bytes[..len]), None, "cut to {len}");
         }
-    }
-
-    #[test]
-    fn maps_follow_from_the_counts_or_the_stored_z_scores() {
-        let ch = &sample().channels[1];
-        let map = ValueMap::from_array([-1.0, 900.0, 12.5, 0.25]);
-        assert_eq!(ch.map(Norm::ZScore { nonzero: true }), Some(map));
-        assert_eq!(
-            ch.map(Norm::ZScore { nonzero: false }),
-            Some(ValueMap::IDENTITY)
-        );
-        assert_eq!(ch.map(Norm::Percentile { lo: 1.0, hi: 99.0 }), None);
-        assert_eq!(ch.map(Norm::None), Some(ValueMap::IDENTITY));
-        let counted = &sample().channels[0];
-        let pct = Norm::Percentile { lo: 0.0, hi: 100.0 };
-        let want = volume::normalise(pct, counted.counts.as_deref(), None);
-        assert_eq!(counted.map(pct), want);
     }
 
     // `fuzz_` like the header fuzzers: PROPTEST_CASES sets the count of the long run

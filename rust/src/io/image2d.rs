@@ -9,11 +9,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use crate::errors::Error;
-use crate::jpeg::{self, Choice};
-use crate::nifti::data;
-use crate::resize::{resize_nearest, LinearResizer};
-use crate::volume::Decoded;
+use super::jpeg::{self, Choice};
+use super::resize::{resize_nearest, LinearResizer};
+use crate::errors::{data, Error};
 
 pub const EXTENSIONS: [&str; 6] = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"];
 
@@ -213,14 +211,24 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// One 2D case at `size` = (H, W) as a [C, H, W, 1] volume (normalisation happens per
-/// sample, after colour augmentation).
+/// One 2D case decoded at the stream's size [H, W]: `channels` float32 planes [C][H·W]
+/// (row-major) in one buffer, and an optional uint8 label [H·W]. The buffers come from and
+/// go back to the thread's spares (`buffer::spare_words`).
+pub struct Planes {
+    pub size: [usize; 2],
+    pub channels: usize,
+    pub planes: Vec<u64>,
+    pub label: Option<Vec<u64>>,
+}
+
+/// One 2D case at `size` = (H, W) (normalisation happens per sample, after colour
+/// augmentation).
 pub fn decode(
     image: &Path,
     label: Option<&std::path::PathBuf>,
     size: [usize; 2],
     jpeg: Choice,
-) -> Result<Decoded, Error> {
+) -> Result<Planes, Error> {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         let decoded = decode_with(image, label, size, jpeg, scratch);
@@ -235,11 +243,11 @@ fn decode_with(
     size: [usize; 2],
     jpeg: Choice,
     scratch: &mut Scratch,
-) -> Result<Decoded, Error> {
+) -> Result<Planes, Error> {
     let n = size[0] * size[1];
     let (c, h, w) = decode_image(image, &mut scratch.pixels, (jpeg, &mut scratch.jpeg))?;
     // every word is written by the resize (an odd count leaves a never-read half)
-    let mut planes = crate::buffer::spare_words((c * n).div_ceil(2));
+    let mut planes = super::buffer::spare_words((c * n).div_ceil(2));
     let out = &mut bytemuck::cast_slice_mut::<u64, f32>(&mut planes)[..c * n];
     scratch
         .resizer
@@ -254,7 +262,7 @@ fn decode_with(
                     format!("mask size {mh}×{mw} does not match the image's {h}×{w}"),
                 ));
             }
-            let mut words = crate::buffer::spare_words(n.div_ceil(8));
+            let mut words = super::buffer::spare_words(n.div_ceil(8));
             let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
             resize_nearest(&scratch.mask, [h, w], size, out);
             if binary {
@@ -263,7 +271,12 @@ fn decode_with(
             Some(words)
         }
     };
-    Ok(Decoded::from_2d(size, c, planes, label))
+    Ok(Planes {
+        size,
+        channels: c,
+        planes,
+        label,
+    })
 }
 
 #[cfg(test)]
