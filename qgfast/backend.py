@@ -1,6 +1,6 @@
 """Backend dispatch: which implementation of an op runs for a given call.
 
-Rule (DESIGN.md): every tensor on CUDA and Triton importable → ``"triton"``; otherwise
+Rule (docs/architecture.md): every tensor on CUDA and Triton importable → ``"triton"``; otherwise
 ``"reference"`` (plain PyTorch). Under ``"reference"``, CPU tensors take exact CPU fast
 paths where an op has one (morphology on bit-packed rows, ``qgfast.corrupt.morphology_packed``;
 label-map Dice statistics by counting, ``qgfast.losses._stats``; the corruption RNG's hash

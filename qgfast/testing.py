@@ -1,10 +1,11 @@
-"""The tolerance rule of DESIGN.md, for tests of fused kernels against their references.
+"""The tolerance rule (docs/architecture.md, "Correctness"), for tests of fused kernels
+against their references.
 
 Rule: with a float64 ground truth (the reference run on float64 copies of the inputs),
 
     error(kernel) <= error(reference in the kernel's dtype) + tol
 
-for values and for gradients. ``tol`` is 5e-4 for float32 and 1e-2 for bfloat16 (DESIGN.md);
+for values and for gradients. ``tol`` is 5e-4 for float32 and 1e-2 for bfloat16;
 float16 gets 2e-3 (10 mantissa bits, between the two) and float64 1e-10.
 
 Errors are *scaled*: max |x - truth| / max |truth| (or the plain max difference when the
@@ -91,19 +92,6 @@ def compare(
         reference_error=scaled_error(reference, truth),
         tol=tolerance_for(kernel.dtype) if tol is None else tol,
     )
-
-
-def assert_within_tolerance(
-    kernel: torch.Tensor,
-    reference: torch.Tensor,
-    truth: torch.Tensor,
-    *,
-    tol: float | None = None,
-    what: str = "output",
-) -> None:
-    """Raise AssertionError, with both errors in the message, when the rule fails."""
-    result = compare(kernel, reference, truth, tol=tol, what=what)
-    assert result.ok, str(result)
 
 
 def _as_tuple(out: object) -> tuple[torch.Tensor, ...]:

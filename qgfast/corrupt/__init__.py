@@ -1,4 +1,4 @@
-"""Mask corruption ops and the VQM generator (METHOD.md, "The corruption generator h").
+"""Mask corruption ops and the VQM generator (docs/method.md, "The corruption generator h").
 
 Available now:
 - morphology: ``erode``, ``dilate``, ``open``, ``close`` (``opening``/``closing`` are the
@@ -35,7 +35,7 @@ from qgfast.corrupt.smooth import gaussian_smooth, jagged_band
 from qgfast.corrupt.vqm import VQMGenerator, VQMResult
 from qgfast.corrupt.warp import cross_image_swap, elastic, grid_distortion
 
-open = opening  # the API contract's name (DESIGN.md)
+open = opening  # the public name (like erode, dilate, close); `opening` spells it out
 close = closing
 
 __all__ = [

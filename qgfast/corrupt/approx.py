@@ -1,4 +1,4 @@
-"""Shape approximations (METHOD.md "shape approximation"): convex hull, fitted ellipse and
+"""Shape approximations (docs/method.md "shape approximation"): convex hull, fitted ellipse and
 polygon. Binary semantics; an empty mask stays empty.
 
 - ``fitted_ellipse`` (2D and 3D): the solid ellipse/ellipsoid with the foreground's centroid
@@ -26,7 +26,7 @@ import math
 import torch
 
 from qgfast.backend import forced_backend, native_extension
-from qgfast.corrupt.morphology import check_masks
+from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.shapes import centred_axes, moments
 
 

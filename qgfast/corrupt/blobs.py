@@ -19,7 +19,7 @@ import torch
 
 from qgfast.backend import select_backend
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import check_masks
+from qgfast.corrupt._checks import check_masks
 from qgfast.reference import blobs as reference
 
 

@@ -1,4 +1,4 @@
-"""Connected-component corruptions (METHOD.md "structure"): keep the largest component, or
+"""Connected-component corruptions (docs/method.md "structure"): keep the largest component, or
 drop one random component when there are at least two. Connectivity is by faces (4 in 2D,
 6 in 3D), scipy.ndimage.label's default. Binary semantics.
 
@@ -15,7 +15,7 @@ import torch
 
 from qgfast.backend import native_extension
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import check_masks
+from qgfast.corrupt._checks import check_masks
 
 
 def _neighbour_max(lab: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Geometric corruptions (METHOD.md): shift, scale and rotation about the foreground's
+"""Geometric corruptions (docs/method.md): shift, scale and rotation about the foreground's
 centroid, and a random affine about the volume's centre, all nearest-neighbour remaps of the
 label map (labels are preserved; what leaves the volume is lost, what enters is background).
 
@@ -17,8 +17,8 @@ import torch
 
 from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
+from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.blocking import blocks, take
-from qgfast.corrupt.morphology import check_masks
 
 
 def _draw(seed: int, b: int, device: torch.device, counters: int) -> torch.Tensor:
@@ -260,7 +260,7 @@ def random_affine(
     *,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Scale, rotation and shift together, about the volume's centre (METHOD.md defaults)."""
+    """Scale, rotation and shift together, about the volume's centre (docs/method.md defaults)."""
     check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
     nd = len(spatial)

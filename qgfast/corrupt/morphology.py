@@ -21,23 +21,10 @@ import torch
 
 from qgfast.backend import cpu_fast_path, select_backend
 from qgfast.corrupt import morphology_packed as packed
+from qgfast.corrupt._checks import check_masks
 from qgfast.reference import morphology as reference
 
 _SHAPES = ("ball", "cube")
-
-
-def check_masks(masks: torch.Tensor) -> None:
-    if not isinstance(masks, torch.Tensor):
-        raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
-    if masks.dim() not in (4, 5) or masks.shape[1] != 1:
-        raise ValueError(f"masks must be (B, 1, H, W) or (B, 1, H, W, D), got {tuple(masks.shape)}")
-    if masks.shape[0] == 0:
-        raise ValueError("masks is an empty batch (B = 0)")
-    if masks.is_floating_point() or masks.is_complex():
-        raise TypeError(
-            f"masks must be an integer or bool label map, got {masks.dtype}; threshold "
-            "probabilities first (e.g. (probs >= 0.5).to(torch.uint8))"
-        )
 
 
 def _radii(radius: int | torch.Tensor, masks: torch.Tensor) -> list[int]:

@@ -1,4 +1,4 @@
-"""The paper's corruption pool and category mixture (METHOD.md, "The corruption generator
+"""The paper's corruption pool and category mixture (docs/method.md, "The corruption generator
 h"), as data: every op is a name, a weight and a function of (masks, seed, scale) where
 ``scale`` converts the paper's pixel sizes at 224 × 224 to the input's resolution.
 

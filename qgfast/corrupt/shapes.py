@@ -1,4 +1,4 @@
-"""Shape replacements (METHOD.md "blob"): a Gaussian blob with the foreground's centroid and
+"""Shape replacements (docs/method.md "blob"): a Gaussian blob with the foreground's centroid and
 per-axis spread, thresholded to keep the original area, and a disc/ball of the same area at
 the centroid. Binary semantics; an empty mask stays empty."""
 
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import torch
 
+from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.geometry import axis_coords, axis_moments
-from qgfast.corrupt.morphology import check_masks
 
 
 def moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Whole-mask corruptions of the pool (METHOD.md): invert, empty, full, Bernoulli noise,
+"""Whole-mask corruptions of the pool (docs/method.md): invert, empty, full, Bernoulli noise,
 rectangle (box) dropout and bounding box. Binary semantics: any nonzero label is
 foreground and the outputs are 0/1 in the input's dtype. Randomness comes from the
 counter-based ``qgfast.corrupt.rng`` (per seed and sample index); the ops are plain
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import check_masks
+from qgfast.corrupt._checks import check_masks
 
 
 def _fg(masks: torch.Tensor) -> torch.Tensor:

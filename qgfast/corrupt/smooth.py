@@ -1,4 +1,4 @@
-"""Boundary corruptions (METHOD.md): Gaussian smoothing then threshold, and the jagged band.
+"""Boundary corruptions (docs/method.md): Gaussian smoothing then threshold, and the jagged band.
 Binary semantics: nonzero is foreground, outputs are 0/1 in the input's dtype."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import check_masks, dilate, erode
+from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt.morphology import dilate, erode
 
 
 def opencv_sigma(kernel_size: int) -> float:

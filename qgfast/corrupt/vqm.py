@@ -1,4 +1,4 @@
-"""The variable-quality-mask (VQM) generator of METHOD.md, phase 1.
+"""The variable-quality-mask (VQM) generator of docs/method.md, phase 1.
 
 For every ground-truth mask and each of its K copies, draw a category (identity, single,
 chained, cross-image, heavy, catastrophic, blob) and the op(s) inside it, apply them, and
@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 
 from qgfast.corrupt import rng
-from qgfast.corrupt.morphology import check_masks
+from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.pool import (
     BLOB_OPS,
     CATEGORIES,

@@ -1,4 +1,4 @@
-"""Non-rigid corruptions (METHOD.md "boundary"): elastic deformation and grid distortion,
+"""Non-rigid corruptions (docs/method.md "boundary"): elastic deformation and grid distortion,
 nearest-neighbour remaps that keep labels; and the cross-image swap.
 
 - elastic: per-voxel displacement N(0, α²) on every axis, smoothed by a Gaussian of σ,
@@ -17,9 +17,9 @@ import math
 import torch
 
 from qgfast.corrupt import rng
+from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.blocking import blocks
 from qgfast.corrupt.geometry import axis_coords, axis_view, gather_nearest
-from qgfast.corrupt.morphology import check_masks
 from qgfast.corrupt.smooth import gaussian_filter
 
 

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from qgfast.reference.seg_stats import Stats, StatsSpec
+from qgfast.losses.spec import Stats, StatsSpec
 
 _ACT = {"none": 0, "sigmoid": 1, "softmax": 2, "hard": 3, "labels": 4}
 _TARGET = {"labels": 0, "dense": 1, "dense_hard": 2}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from qgfast.reference.seg_stats import Stats
+from qgfast.losses.spec import Stats
 
 
 def dice_loss_terms(

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from qgfast.backend import cpu_fast_path, select_backend
+from qgfast.losses.spec import Stats, StatsSpec
 from qgfast.reference import seg_stats as reference
-from qgfast.reference.seg_stats import Stats, StatsSpec
 
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 

@@ -22,7 +22,7 @@ from torch.nn.modules.loss import _Loss
 from qgfast.losses import _checks
 from qgfast.losses._compose import dice_loss_terms, select_classes, sum_over_batch
 from qgfast.losses._stats import seg_stats
-from qgfast.reference.seg_stats import Stats, StatsSpec
+from qgfast.losses.spec import Stats, StatsSpec
 
 _REDUCTIONS = ("none", "mean", "sum")
 

@@ -1,4 +1,4 @@
-"""Quality-guided losses of the method (METHOD.md, phase 2).
+"""Quality-guided losses of the method (docs/method.md, phase 2).
 
 - ``quality_weights``: w = q^T · 1[q ≥ τ] (T = 2, τ = 0.5 in the paper).
 - ``quality_weighted_dice_ce``: PL-QW's Σ_j w_j ℓ_j / (Σ_j w_j + eps) with the per-sample
@@ -15,7 +15,7 @@ from torch import nn
 from qgfast.losses import _checks
 from qgfast.losses._compose import weighted_mean
 from qgfast.losses._stats import seg_stats
-from qgfast.reference.seg_stats import StatsSpec
+from qgfast.losses.spec import StatsSpec
 
 
 def quality_weights(q: torch.Tensor, threshold: float = 0.5, power: float = 2.0) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """``dice_scores``: per-sample, per-class Dice of predictions against targets, no grad
 needed, one sweep, no one-hot, no host synchronisation.
 
-The quality target of the method (METHOD.md, phase 1) is the hard Dice of a corrupted
+The quality target of the method (docs/method.md, phase 1) is the hard Dice of a corrupted
 mask against its ground truth, 1 when both are empty. With K candidates per ground truth,
 ``repeats=K`` scores pred [B·K, ...] against target [B, ...] without copying the target.
 """
@@ -12,7 +12,7 @@ import torch
 
 from qgfast.losses import _checks
 from qgfast.losses._stats import seg_stats
-from qgfast.reference.seg_stats import StatsSpec
+from qgfast.losses.spec import StatsSpec
 
 
 def dice_scores(

@@ -1,6 +1,6 @@
 """``evaluate_predictor``: how well g's scores track the true Dice of held-out masks.
 
-Reports (METHOD.md, phase 1 step 6) agreement — MAE, MSE, Pearson r, Spearman ρ — on
+Reports (docs/method.md, "Phase 1", evaluation) agreement — MAE, MSE, Pearson r, Spearman ρ — on
 corrupted held-out masks drawn with the training corruption mix, and the same metrics
 under two image-dependence probes: "blackout" (the image zeroed) and "shuffle" (each mask
 paired with another image of its batch). A predictor that reads the image degrades under

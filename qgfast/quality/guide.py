@@ -1,4 +1,5 @@
-"""``QualityGuide``: a frozen quality predictor as the SSL layer uses it (METHOD.md, phase 2)."""
+"""``QualityGuide``: a frozen quality predictor as the SSL layer uses it (docs/method.md,
+phase 2)."""
 
 from __future__ import annotations
 

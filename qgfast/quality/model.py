@@ -1,4 +1,4 @@
-"""The quality predictor g: (image, mask) → predicted Dice in [0, 1] (METHOD.md, phase 1).
+"""The quality predictor g: (image, mask) → predicted Dice in [0, 1] (docs/method.md, phase 1).
 
 A MONAI ResNet (2D or 3D) over image channels ⊕ mask channels, global average pooling and
 the paper's head Dropout(0.15) → Linear(·, 256) → ReLU → Dropout(0.075) → Linear(256, m)

@@ -1,4 +1,4 @@
-"""``train_predictor``: fit g to the Dice of corrupted masks (METHOD.md, phase 1).
+"""``train_predictor``: fit g to the Dice of corrupted masks (docs/method.md, phase 1).
 
 Each labelled batch yields K corrupted masks per image, drawn on the training device by
 ``VQMGenerator`` (fresh every epoch: the seed mixes epoch and batch), with their hard-Dice

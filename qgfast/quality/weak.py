@@ -1,5 +1,5 @@
-"""Weak-model masks (METHOD.md, phase 1 step 2): snapshots of a segmentation net trained
-from scratch on the labelled split, whose thresholded outputs are realistic bad masks.
+"""Weak-model masks (docs/method.md, "Phase 1", training pairs): snapshots of a segmentation
+net trained from scratch on the labelled split, whose thresholded outputs are realistic bad masks.
 
 MONAI's UNet by default, Dice loss, Adam 1e-3, random flips and rot90 per sample;
 snapshots after epochs {1, 3, 5, 10, 15, 20} of a 20-epoch schedule, scaled to others.
