@@ -77,6 +77,31 @@ _NO_COLOUR = {
 }
 
 
+# The options both streams take under the config's own names, passed on as given.
+_AS_GIVEN = (
+    "labeled_batch_size",
+    "unlabeled_batch_size",
+    "samples_per_volume",
+    "cache_bytes",
+    "rotation",
+    "rotation_prob",
+    "noise_std",
+    "intensity_prob",
+    "seed",
+    "rank",
+    "world_size",
+    "threads",
+    "prefetch",
+    "on_error",
+    "max_bytes",
+)
+
+
+def _as_given(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The ``_AS_GIVEN`` options among a stream constructor's arguments (its ``locals()``)."""
+    return {k: arguments[k] for k in _AS_GIVEN}
+
+
 class _Batches:
     """What both streams share: the cases, the labelled/unlabelled split, the native core
     (one per process and shard), the epoch counter and the iteration. The streams own one
@@ -310,34 +335,21 @@ class VolumeStream(_Stream):
         on_error: str = "raise",
         max_bytes: int = 16 << 30,
     ) -> None:
+        given = _as_given(locals())
         super().__init__()
         config = _stream_config(
+            **given,
             patch_size=list(patch_size),
-            labeled_batch_size=labeled_batch_size,
-            unlabeled_batch_size=unlabeled_batch_size,
-            samples_per_volume=samples_per_volume,
             foreground_prob=foreground_prob,
-            cache_bytes=cache_bytes,
             flip_axes=list(flip_axes),
             rot90_plane=rot90_plane,
-            rotation=rotation,
-            rotation_prob=rotation_prob,
             rotation_plane=rotation_plane,
             scale=scale,
             shift=shift,
             gamma=gamma,
-            noise_std=noise_std,
-            intensity_prob=intensity_prob,
             normalisation=normalisation,
             clip=clip,
             window=window,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            threads=threads,
-            prefetch=prefetch,
-            on_error=on_error,
-            max_bytes=max_bytes,
             **_NO_COLOUR,
         )
         self._batches = _Batches(
@@ -396,6 +408,7 @@ class ImageStream(_Stream):
         on_error: str = "raise",
         max_bytes: int = 16 << 30,
     ) -> None:
+        given = _as_given(locals())
         super().__init__()
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         if min(h, w) < 1:
@@ -410,22 +423,15 @@ class ImageStream(_Stream):
                 raise ValueError(f"ImageStream reads 2D image files, got {first}")
         mean, std = imagenet_stats(3) if normalisation == "imagenet" else ((), ())
         config = _stream_config(
+            **given,
             patch_size=[h, w, 1],
-            labeled_batch_size=labeled_batch_size,
-            unlabeled_batch_size=unlabeled_batch_size,
-            samples_per_volume=samples_per_volume,
             foreground_prob=0.0,
-            cache_bytes=cache_bytes,
             flip_axes=[a for a, on in ((0, vflip), (1, hflip)) if on],
             rot90_plane=(0, 1) if rot90 and h == w else None,
-            rotation=rotation,
-            rotation_prob=rotation_prob,
             rotation_plane=(0, 1),
             scale=None,
             shift=None,
             gamma=None,
-            noise_std=noise_std,
-            intensity_prob=intensity_prob,
             normalisation="none",
             clip=(0.0, 100.0),
             window=(0.0, 1.0),
@@ -436,13 +442,6 @@ class ImageStream(_Stream):
             post_norm=post[normalisation],
             post_mean=list(mean),
             post_std=list(std),
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            threads=threads,
-            prefetch=prefetch,
-            on_error=on_error,
-            max_bytes=max_bytes,
             jpeg_decoder=jpeg_decoder,
         )
         self._batches = _Batches(
