@@ -58,10 +58,13 @@ def auto_jpeg_decoder() -> tuple[str, str]:
 
 def _stream_config(**options: Any):
     """The native ``StreamConfig`` of ``options`` (every value is checked there, once; a bad
-    one raises ``ValueError`` naming the option)."""
+    one raises ``ValueError`` naming the option). Lists become tuples first: a range read
+    from a JSON or YAML config arrives as a list."""
     from qgfast import _native
 
-    return _native.StreamConfig(**options)
+    return _native.StreamConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    )
 
 
 # What a 3D stream leaves at identity and a 2D stream never draws: the other kind's options.

@@ -464,6 +464,13 @@ def test_the_native_config_checks_every_option(cases, key, value):
         _native.StreamConfig(**fields)
 
 
+def test_ranges_may_be_lists(cases):
+    """Ranges read from JSON/YAML configs are lists; they mean what the tuples mean."""
+    as_lists = VolumeStream(cases, [8, 8, 8], rotation=[-5, 5], clip=[1, 99], scale=[0.9, 1.1])
+    as_tuples = VolumeStream(cases, (8, 8, 8), rotation=(-5, 5), clip=(1, 99), scale=(0.9, 1.1))
+    torch.testing.assert_close(next(iter(as_lists))["image"], next(iter(as_tuples))["image"])
+
+
 def test_streams_pickle_without_their_native_state(cases):
     """DataLoader workers started by spawn receive the stream by pickle: it must pickle
     before and after iterating and give the same batches."""
