@@ -34,7 +34,6 @@ def _declared(module) -> set[str]:
         "Path",
         "TypedDict",
         "np",
-        "annotations",
     }
 
 
@@ -66,16 +65,13 @@ def _native_callables():
 
 @pytest.mark.parametrize(("name", "obj", "stub_name"), list(_native_callables()), ids=str)
 def test_signatures_match(stub, name, obj, stub_name):
+    if name in ("EpochIterator", "BatchBuffer"):
+        return  # not constructible from Python: the stub's __init__ is only for readers
     target = stub
     for part in stub_name.split("."):
         target = getattr(target, part)
     ours = _params(inspect.signature(target))
-    try:
-        theirs = _params(inspect.signature(obj))
-    except ValueError:  # no text signature: a class Python cannot construct
-        theirs = []
-    if name in ("EpochIterator", "BatchBuffer"):
-        return  # not constructible from Python: the stub's __init__ is only for readers
+    theirs = _params(inspect.signature(obj))
     assert ours == theirs, f"{name}: stub {ours} != extension {theirs}"
 
 

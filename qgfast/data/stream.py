@@ -67,8 +67,8 @@ def _stream_config(**options: Any):
     )
 
 
-# What a 3D stream leaves at identity and a 2D stream never draws: the other kind's options.
-_NO_COLOUR = {
+# The 2D-only options (colour jitter, post-normalisation, JPEG decoder), off for a 3D stream.
+_2D_ONLY_OFF = {
     "brightness": None,
     "contrast": None,
     "gain": None,
@@ -277,7 +277,6 @@ class _Stream(IterableDataset):
         return part
 
     def __len__(self) -> int:
-        """Batches per epoch on this shard (labelled stream, or unlabelled when alone)."""
         return len(self._batches)
 
 
@@ -353,7 +352,7 @@ class VolumeStream(_Stream):
             normalisation=normalisation,
             clip=clip,
             window=window,
-            **_NO_COLOUR,
+            **_2D_ONLY_OFF,
         )
         self._batches = _Batches(
             cases, config, labeled, unlabeled, name="VolumeStream", pin_memory=pin_memory
