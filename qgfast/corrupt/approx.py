@@ -27,37 +27,30 @@ import torch
 
 from qgfast.backend import forced_backend, native_extension
 from qgfast.corrupt._checks import check_masks
-from qgfast.corrupt.shapes import centred_axes, moments
+from qgfast.corrupt.geometry import axis_moments, cross_moments
+from qgfast.corrupt.shapes import quadric_fill
 
 
 def fitted_ellipse(masks: torch.Tensor) -> torch.Tensor:
     check_masks(masks)
-    area, mean, _ = moments(masks)
     b, nd = masks.shape[0], masks.dim() - 2
-    fg = (masks != 0)[:, 0].to(torch.float64)  # [B, *S]
-    d = centred_axes(masks, mean)  # per axis, broadcastable to [B, *S]
-    n = area.clamp_min(1)
-    every = tuple(range(1, nd + 1))
-    cov = torch.empty(b, nd, nd, dtype=torch.float64, device=masks.device)
+    count, first, second = axis_moments(masks)
+    cross = cross_moments(masks)
+    n = count.clamp_min(1)
+    mean = first / n[:, None]
+    # the covariance from the exact integer moments: Σ (x_i − μ_i)(x_j − μ_j) = S_ij − F_i F_j / n
+    raw = torch.empty(b, nd, nd, dtype=torch.float64, device=masks.device)
+    pairs = [(i, j) for i in range(nd) for j in range(i + 1, nd)]
     for i in range(nd):
-        for j in range(i, nd):
-            # Σ fg·d_i·d_j from the foreground's profile over the axes i, j (a plane or a line)
-            others = tuple(1 + a for a in range(nd) if a not in (i, j))
-            profile = fg.sum(others, keepdim=True) if others else fg
-            cov[:, i, j] = cov[:, j, i] = (profile * d[i] * d[j]).sum(every) / n
+        raw[:, i, i] = second[:, i]
+    for p, (i, j) in enumerate(pairs):
+        raw[:, i, j] = raw[:, j, i] = cross[:, p]
+    cov = (raw - first[:, :, None] * first[:, None, :] / n[:, None, None]) / n[:, None, None]
     cov = cov + 1e-3 * torch.eye(nd, dtype=cov.dtype, device=cov.device)  # one-voxel-thin shapes
     inv = torch.linalg.inv(cov)
-    # (x − μ)ᵀ Σ⁻¹ (x − μ) as a sum of per-axis and per-plane terms: full size only when added
-    per_sample = (b,) + (1,) * nd
-    terms = [inv[:, i, i].view(per_sample) * d[i] * d[i] for i in range(nd)]
-    terms += [
-        (2 * inv[:, i, j]).view(per_sample) * d[i] * d[j]
-        for i in range(nd)
-        for j in range(i + 1, nd)
-    ]
-    m2 = sum(terms[1:], terms[0])
-    keep = (m2 <= (4.0 if nd == 2 else 5.0)) & (area.view(per_sample) > 0)
-    return keep.view(masks.shape).to(masks.dtype)
+    coef = inv * (2 - torch.eye(nd, dtype=inv.dtype, device=inv.device))  # 2·inv off the diagonal
+    limit = torch.full((b,), 4.0 if nd == 2 else 5.0, dtype=torch.float64, device=masks.device)
+    return quadric_fill(masks, mean, coef, limit, count > 0)
 
 
 def _require_2d(masks: torch.Tensor, name: str) -> None:

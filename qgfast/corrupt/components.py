@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from qgfast.backend import native_extension
+from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
 
@@ -78,8 +78,23 @@ def _sizes(lab: torch.Tensor) -> torch.Tensor:
     return torch.bincount(flat.reshape(-1), minlength=b * (n + 1)).view(b, n + 1)
 
 
+def _native_select(masks: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor | None:
+    """Both selections in one native pass (labels, sizes, choice) for CPU uint8 masks, or
+    None where that does not apply; the same labels and rules, so the same output."""
+    native = native_extension()
+    if native is None or not cpu_fast_path(masks) or masks.dtype != torch.uint8:
+        return None
+    volumes = masks.reshape(masks.shape[0], *masks.shape[2:]).contiguous().numpy()
+    picks = None if u is None else u.contiguous().numpy()
+    return torch.from_numpy(native.select_components_u8(volumes, picks)).view(masks.shape)
+
+
 def keep_largest_component(masks: torch.Tensor) -> torch.Tensor:
     """Only the largest component (ties: the one with the largest label); empty stays empty."""
+    check_masks(masks)
+    native = _native_select(masks, None)
+    if native is not None:
+        return native
     lab = label_components(masks)
     sizes = _sizes(lab)
     sizes[:, 0] = 0
@@ -91,11 +106,7 @@ def keep_largest_component(masks: torch.Tensor) -> torch.Tensor:
 
 def drop_random_component(masks: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     """Remove one component chosen uniformly when there are at least two; else unchanged."""
-    lab = label_components(masks)
-    sizes = _sizes(lab)
-    sizes[:, 0] = 0
-    present = sizes > 0
-    count = present.sum(1)
+    check_masks(masks)
     b = masks.shape[0]
     u = rng.uniform(
         seed,
@@ -103,6 +114,14 @@ def drop_random_component(masks: torch.Tensor, *, seed: int = 0) -> torch.Tensor
         rng.STREAM_COMPONENT,
         torch.zeros(1, 1, dtype=torch.int64, device=masks.device),
     )[:, 0]
+    native = _native_select(masks, u)
+    if native is not None:
+        return native
+    lab = label_components(masks)
+    sizes = _sizes(lab)
+    sizes[:, 0] = 0
+    present = sizes > 0
+    count = present.sum(1)
     # the pick-th present label, pick uniform in [0, count)
     pick = (u * count).to(torch.int64).clamp_max((count - 1).clamp_min(0))
     rank = present.cumsum(1) - 1

@@ -45,18 +45,54 @@ def axis_coords(spatial: tuple[int, ...], device: torch.device) -> list[torch.Te
 def axis_moments(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Foreground count [B], Σ x_a [B, nd] and Σ x_a² [B, nd] over the foreground (float64),
     from each axis's profile (the count per coordinate), not a pass per voxel and axis."""
-    b, spatial = masks.shape[0], masks.shape[2:]
-    fg = (masks.reshape(b, *spatial) != 0).to(torch.int32)
-    nd = len(spatial)
+    spatial = masks.shape[2:]
     first, second = [], []
-    for a, size in enumerate(spatial):
-        others = [d + 1 for d in range(nd) if d != a]
-        profile = (fg.sum(others) if others else fg).to(torch.float64)  # [B, S_a]
+    for profile, size in zip(axis_profiles(masks), spatial, strict=True):
+        profile = profile.to(torch.float64)  # [B, S_a]: integers, so the products are exact
         x = torch.arange(size, device=masks.device, dtype=torch.float64)
         first.append(profile @ x)
         second.append(profile @ (x * x))
     count = profile.sum(1)  # every axis's profile sums to the count; the last one will do
     return count, torch.stack(first, 1), torch.stack(second, 1)
+
+
+def cross_moments(masks: torch.Tensor) -> torch.Tensor:
+    """[B, pairs] int64: Σ x_i·x_j over the foreground for the axis pairs (0, 1), (0, 2),
+    (1, 2) that exist; ``qgfast._native`` counts them in one pass on a CPU (the same
+    integers)."""
+    b, spatial = masks.shape[0], masks.shape[2:]
+    nd = len(spatial)
+    native = native_extension()
+    if native is not None and cpu_fast_path(masks) and masks.dtype == torch.uint8:
+        return torch.from_numpy(
+            native.cross_moments_u8(masks.reshape(b, *spatial).contiguous().numpy())
+        )
+    fg = (masks.reshape(b, *spatial) != 0).to(torch.int64)
+    grids = [g.to(torch.int64) for g in axis_coords(spatial, masks.device)]
+    sums = []
+    for i in range(nd):
+        for j in range(i + 1, nd):
+            # Σ over the plane (i, j) of its count times x_i·x_j (int64: exact)
+            others = [1 + a for a in range(nd) if a not in (i, j)]
+            plane = fg.sum(others, keepdim=True) if others else fg
+            sums.append((plane * grids[i] * grids[j]).flatten(1).sum(1))
+    if not sums:
+        return torch.zeros(b, 0, dtype=torch.int64, device=masks.device)
+    return torch.stack(sums, 1)
+
+
+def axis_profiles(masks: torch.Tensor) -> list[torch.Tensor]:
+    """Per axis a, the foreground count at every coordinate [B, S_a] (int64). CPU tensors
+    (unless a backend is forced) count in one pass in ``qgfast._native``; the counts are
+    integers, so both paths agree exactly."""
+    b, spatial = masks.shape[0], masks.shape[2:]
+    native = native_extension()
+    if native is not None and cpu_fast_path(masks) and masks.dtype == torch.uint8:
+        volumes = masks.reshape(b, *spatial).contiguous().numpy()
+        return [torch.from_numpy(p) for p in native.axis_profiles_u8(volumes)]
+    fg = (masks.reshape(b, *spatial) != 0).to(torch.int64)
+    nd = len(spatial)
+    return [fg.sum([d + 1 for d in range(nd) if d != a]) if nd > 1 else fg for a in range(nd)]
 
 
 def centroid(masks: torch.Tensor) -> torch.Tensor:

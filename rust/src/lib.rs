@@ -46,5 +46,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::masks::counter_uniforms, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::gather_nearest_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::shape_fill_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::gaussian_filter_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::axis_profiles_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::cross_moments_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::quadric_fill_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::smallest_spread_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::kth_candidates_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::paint_blobs_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::select_components_u8, m)?)?;
     Ok(())
 }

@@ -59,6 +59,79 @@ pub fn label(mask: &[u8], shape: &[usize]) -> Result<(Vec<i64>, usize), Error> {
     Ok((labels, count))
 }
 
+/// What `select` keeps of a sample's components.
+pub enum Selection {
+    /// Only the largest component (ties: the largest label).
+    Largest,
+    /// All but the `⌊u·count⌋`-th present label in ascending order (`u` per sample), when
+    /// there are at least two components; else everything.
+    DropOne(Vec<f64>),
+}
+
+/// `components.keep_largest_component` / `drop_random_component` of uint8 masks [B, *S]
+/// (`shape`), as 0/1.
+pub fn select(masks: &[u8], shape: &[usize], selection: &Selection) -> Result<Vec<u8>, Error> {
+    let b = *shape.first().unwrap_or(&0);
+    let spatial = &shape[1.min(shape.len())..];
+    let voxels: usize = spatial.iter().product();
+    if shape.len() < 2 || b * voxels != masks.len() {
+        return Err(Error::InvalidArgument(format!(
+            "select components: {} values do not make masks [B, *S] of shape {shape:?}",
+            masks.len()
+        )));
+    }
+    if let Selection::DropOne(u) = selection {
+        if u.len() != b {
+            return Err(Error::InvalidArgument(format!(
+                "select components: {} uniforms for {b} samples",
+                u.len()
+            )));
+        }
+    }
+    let mut out = vec![0u8; masks.len()];
+    for (s, (sample, kept)) in masks
+        .chunks_exact(voxels.max(1))
+        .zip(out.chunks_exact_mut(voxels.max(1)))
+        .enumerate()
+    {
+        let (labels, _) = label(sample, spatial)?;
+        let mut sizes: std::collections::BTreeMap<i64, usize> = Default::default();
+        for &l in labels.iter().filter(|&&l| l > 0) {
+            *sizes.entry(l).or_default() += 1;
+        }
+        let keep = |l: i64, chosen: i64, keep_chosen: bool| (l == chosen) == keep_chosen;
+        let (chosen, keep_chosen) = match selection {
+            Selection::Largest => {
+                // ascending labels: the last of the largest size is the largest label
+                let best = sizes.iter().fold(
+                    (0, 0),
+                    |best, (&l, &n)| {
+                        if n >= best.1 {
+                            (l, n)
+                        } else {
+                            best
+                        }
+                    },
+                );
+                (best.0, true)
+            }
+            Selection::DropOne(u) => {
+                let count = sizes.len();
+                if count < 2 {
+                    (0, false) // label 0 is background: nothing dropped
+                } else {
+                    let pick = ((u[s] * count as f64) as usize).min(count - 1);
+                    (*sizes.keys().nth(pick).unwrap_or(&0), false)
+                }
+            }
+        };
+        for (o, &l) in kept.iter_mut().zip(&labels) {
+            *o = u8::from(l > 0 && keep(l, chosen, keep_chosen));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +183,17 @@ mod tests {
     #[test]
     fn shape_mismatch_is_an_error() {
         assert!(label(&[1, 0, 1], &[2, 2]).is_err());
+    }
+
+    #[test]
+    fn select_keeps_the_largest_or_drops_the_picked_one() {
+        // one 1x7 sample: components {0,1} (label 2), {3} (label 4), {5,6} (label 7)
+        let mask = [1, 1, 0, 1, 0, 1, 1];
+        let largest = select(&mask, &[1, 1, 7], &Selection::Largest).unwrap();
+        assert_eq!(largest, vec![0, 0, 0, 0, 0, 1, 1]); // a tie of two: the larger label
+        let drop = select(&mask, &[1, 1, 7], &Selection::DropOne(vec![0.5])).unwrap();
+        assert_eq!(drop, vec![1, 1, 0, 0, 0, 1, 1]); // ascending labels 2, 4, 7: the middle
+        let single = select(&[0, 1, 1], &[1, 3], &Selection::DropOne(vec![0.9])).unwrap();
+        assert_eq!(single, vec![0, 1, 1]);
     }
 }

@@ -1,13 +1,15 @@
 //! The corruption engine's native fast paths (`crate::masks`) for `qgfast.corrupt`.
 use numpy::ndarray::{Array2, ArrayD, IxDyn};
 use numpy::{
-    IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+    IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+    PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 
-use super::copied_values;
+use super::{copied_values, to_array};
 use crate::errors::{detached, Error};
-use crate::masks::{approx, components, counter_rng, remap};
+use crate::masks::fill::{self, Batch, Quadric};
+use crate::masks::{approx, blobs, components, counter_rng, gaussian, remap};
 
 /// `label_components(mask) -> (labels, count)`: face-connected components of a uint8 array
 /// of any rank (nonzero = foreground); int64 labels, a component's being its largest C-order
@@ -119,4 +121,192 @@ pub fn shape_fill_u8<'py>(
     let array = ArrayD::from_shape_vec(IxDyn(&shape), out)
         .map_err(|e| Error::InvalidArgument(format!("shape_fill_u8: {e}")))?;
     Ok(array.into_pyarray(py))
+}
+
+/// `gaussian_filter_f32(values, taps) -> float32 [N, *S]`: `values` [N, *S] filtered along
+/// every spatial axis with the odd symmetric `taps`, reflect-101 borders (the edge value
+/// repeated on an axis no longer than half the kernel); `qgfast.corrupt.smooth`'s
+/// reference to float32 rounding.
+#[pyfunction]
+pub fn gaussian_filter_f32<'py>(
+    py: Python<'py>,
+    values: PyReadonlyArrayDyn<'py, f32>,
+    taps: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let shape = values.shape().to_vec();
+    let mut data = copied_values(&values);
+    let taps: Vec<f32> = taps.as_array().to_vec();
+    let out_shape = shape.clone();
+    let data = detached(py, move || {
+        gaussian::filter(&mut data, &shape, &taps)?;
+        Ok(data)
+    })?;
+    let array = ArrayD::from_shape_vec(IxDyn(&out_shape), data)
+        .map_err(|e| Error::InvalidArgument(format!("gaussian_filter_f32: {e}")))?;
+    Ok(array.into_pyarray(py))
+}
+
+/// `axis_profiles_u8(masks) -> [int64 [B, S_a] per axis]`: per sample the foreground
+/// (nonzero) count at every coordinate of every axis of the masks [B, *S].
+#[pyfunction]
+pub fn axis_profiles_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let probe = shape.clone();
+    let profiles = detached(py, move || {
+        let batch = Batch { shape: &probe };
+        batch.check(data.len(), "axis_profiles_u8")?;
+        Ok(fill::profiles(&data, batch))
+    })?;
+    profiles
+        .into_iter()
+        .zip(&shape[1..])
+        .map(|(p, &size)| to_array(py, "axis_profiles_u8", &[shape[0], size], p))
+        .collect()
+}
+
+/// `cross_moments_u8(masks) -> int64 [B, pairs]`: Σ x_i·x_j over each sample's foreground
+/// for the axis pairs (0, 1), (0, 2), (1, 2) that exist.
+#[pyfunction]
+pub fn cross_moments_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let probe = shape.clone();
+    let sums = detached(py, move || {
+        let batch = Batch { shape: &probe };
+        batch.check(data.len(), "cross_moments_u8")?;
+        Ok(fill::cross_moments(&data, batch))
+    })?;
+    let nd = shape.len() - 1;
+    to_array(py, "cross_moments_u8", &[shape[0], nd * (nd - 1) / 2], sums)
+}
+
+/// `quadric_fill_u8(shape, mean, coef, limit, active) -> uint8 [B, *S]`: 1 where, with
+/// d = x − mean[b], Σ_i (coef_ii·d_i)·d_i + Σ_{i<j} (coef_ij·d_i)·d_j ≤ limit[b] (summed in
+/// that order) in the samples flagged active (`qgfast.corrupt.approx.fitted_ellipse`,
+/// `.shapes.circular_blob`).
+#[pyfunction]
+pub fn quadric_fill_u8<'py>(
+    py: Python<'py>,
+    shape: Vec<usize>,
+    mean: PyReadonlyArray2<'py, f64>,
+    coef: PyReadonlyArrayDyn<'py, f64>,
+    limit: PyReadonlyArray1<'py, f64>,
+    active: PyReadonlyArray1<'py, bool>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mean: Vec<f64> = mean.as_array().iter().copied().collect();
+    let coef = copied_values(&coef);
+    let limit: Vec<f64> = limit.as_array().to_vec();
+    let active: Vec<bool> = active.as_array().to_vec();
+    let probe = shape.clone();
+    let out = detached(py, move || {
+        let batch = Batch { shape: &probe };
+        batch.check(probe.iter().product(), "quadric_fill_u8")?;
+        let form = Quadric {
+            mean: &mean,
+            coef: &coef,
+            limit: &limit,
+            active: &active,
+        };
+        fill::quadric_fill(batch, &form)
+    })?;
+    to_array(py, "quadric_fill_u8", &shape, out)
+}
+
+/// `smallest_spread_u8(shape, mean, spread, count) -> uint8 [B, *S]`: per sample the
+/// count[b] voxels of smallest Σ_a ((x_a − mean_a) / spread_a)², ties at the cut to the
+/// lower indices (`qgfast.corrupt.shapes.gaussian_blob`).
+#[pyfunction]
+pub fn smallest_spread_u8<'py>(
+    py: Python<'py>,
+    shape: Vec<usize>,
+    mean: PyReadonlyArray2<'py, f64>,
+    spread: PyReadonlyArray2<'py, f64>,
+    count: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mean: Vec<f64> = mean.as_array().iter().copied().collect();
+    let spread: Vec<f64> = spread.as_array().iter().copied().collect();
+    let count: Vec<i64> = count.as_array().to_vec();
+    let probe = shape.clone();
+    let out = detached(py, move || {
+        let batch = Batch { shape: &probe };
+        batch.check(probe.iter().product(), "smallest_spread_u8")?;
+        fill::smallest_spread(batch, &mean, &spread, &count)
+    })?;
+    to_array(py, "smallest_spread_u8", &shape, out)
+}
+
+/// `kth_candidates_u8(masks, hole, u) -> (int64 [B, n], int64 [B])`: per sample and blob
+/// the linear index of candidate min(⌊u·total⌋, total − 1) in C order (candidates: the
+/// foreground when `hole`, else the background), and each sample's candidate total
+/// (`qgfast.corrupt.blobs.blob_parameters`).
+#[pyfunction]
+pub fn kth_candidates_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    hole: bool,
+    u: PyReadonlyArray2<'py, f64>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let n = u.shape()[1];
+    let u: Vec<f64> = u.as_array().iter().copied().collect();
+    let probe = shape.clone();
+    let (linear, totals) = detached(py, move || {
+        blobs::kth_candidates(&data, Batch { shape: &probe }, hole, &u)
+    })?;
+    Ok((
+        to_array(py, "kth_candidates_u8", &[shape[0], n], linear)?,
+        to_array(py, "kth_candidates_u8", &[shape[0]], totals)?,
+    ))
+}
+
+/// `paint_blobs_u8(masks, centres, axes, fill) -> uint8 [B, *S]`: a copy of the masks
+/// [B, *S] with the blobs (centres and integer semi-axes [B, n, nd], first axis < 0: none)
+/// set to `fill` (`qgfast.reference.blobs.paint_blobs`).
+#[pyfunction]
+pub fn paint_blobs_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    centres: PyReadonlyArrayDyn<'py, i64>,
+    axes: PyReadonlyArrayDyn<'py, i64>,
+    fill: u8,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let mut data = copied_values(&masks);
+    let (centres, axes) = (copied_values(&centres), copied_values(&axes));
+    let probe = shape.clone();
+    let out = detached(py, move || {
+        blobs::paint(&mut data, Batch { shape: &probe }, &centres, &axes, fill)?;
+        Ok(data)
+    })?;
+    to_array(py, "paint_blobs_u8", &shape, out)
+}
+
+/// `select_components_u8(masks, u=None) -> uint8 [B, *S]`: per sample of the masks
+/// [B, *S] the largest face-connected component (`u` None; ties: the largest label), or all
+/// but the ⌊u[b]·count⌋-th component in ascending label order when there are two or more
+/// (`qgfast.corrupt.components`).
+#[pyfunction]
+#[pyo3(signature = (masks, u=None))]
+pub fn select_components_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    u: Option<PyReadonlyArray1<'py, f64>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let selection = match u {
+        None => components::Selection::Largest,
+        Some(u) => components::Selection::DropOne(u.as_array().to_vec()),
+    };
+    let probe = shape.clone();
+    let out = detached(py, move || components::select(&data, &probe, &selection))?;
+    to_array(py, "select_components_u8", &shape, out)
 }
