@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.blocking import blocks
@@ -25,8 +26,16 @@ from qgfast.corrupt.smooth import gaussian_filter
 
 def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) -> torch.Tensor:
     """[B, count] standard normals (float32): Box–Muller, each pair of counter-based
-    uniforms giving two (R cos θ and R sin θ)."""
+    uniforms giving two (R cos θ and R sin θ).
+
+    On a CPU (unless a backend is forced) ``qgfast._native`` draws them in one vectorised
+    pass (the hash, a polynomial logarithm and sine/cosine); they agree with the torch
+    passes below to float32 rounding (tested), not bit for bit."""
     ids = rng.sample_ids(b, device)
+    native = native_extension()
+    if native is not None and cpu_fast_path(ids):
+        seed32 = seed & 0xFFFFFFFF
+        return torch.from_numpy(native.counter_normals(seed32, stream, ids[:, 0].numpy(), count))
     pairs = (count + 1) // 2
     out = torch.empty(b, 2 * pairs, dtype=torch.float32, device=device)
     for part in blocks(pairs, b, device):  # block by block: the transforms run in the cache

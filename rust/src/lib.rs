@@ -54,5 +54,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::masks::kth_candidates_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::paint_blobs_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::select_components_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::counter_normals, m)?)?;
     Ok(())
 }

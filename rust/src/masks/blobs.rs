@@ -17,7 +17,7 @@ pub fn kth_candidates(
     batch.check(masks.len(), "blob centres")?;
     let b = batch.shape[0];
     let voxels: usize = batch.shape[1..].iter().product();
-    if b == 0 || u.len() % b != 0 {
+    if b == 0 || !u.len().is_multiple_of(b) {
         return Err(Error::InvalidArgument(format!(
             "blob centres: {} uniforms for {b} samples",
             u.len()
@@ -74,7 +74,7 @@ pub fn paint(
     let b = batch.shape[0];
     let spatial = &batch.shape[1..];
     let nd = spatial.len();
-    if b == 0 || centres.len() != axes.len() || centres.len() % (b * nd) != 0 {
+    if b == 0 || centres.len() != axes.len() || !centres.len().is_multiple_of(b * nd) {
         return Err(Error::InvalidArgument(format!(
             "paint blobs: {} centre and {} axis values for {b} samples of {nd} axes",
             centres.len(),

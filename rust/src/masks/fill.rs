@@ -144,8 +144,8 @@ pub fn quadric_fill(batch: Batch, form: &Quadric) -> Result<Vec<u8>, Error> {
             // the reference's order: diagonal terms, then pairs (i, j) lexicographically;
             // the fixed-axis terms before the row axis's are summed first, as there
             let mut head = 0.0;
-            for i in 0..last {
-                let t = c(i, i) * d[i] * d[i];
+            for (i, &di) in d.iter().enumerate() {
+                let t = c(i, i) * di * di;
                 head = if i == 0 { t } else { head + t };
             }
             let pairs_fixed: Vec<f64> = (0..last)

@@ -37,7 +37,7 @@ fn check(len: usize, shape: &[usize], taps: &[f32]) -> Result<(), Error> {
         )));
     }
     let symmetric = taps.iter().zip(taps.iter().rev()).all(|(a, b)| a == b);
-    if taps.len() % 2 == 0 || !symmetric || taps.iter().any(|t| !t.is_finite()) {
+    if taps.len().is_multiple_of(2) || !symmetric || taps.iter().any(|t| !t.is_finite()) {
         return Err(Error::InvalidArgument(format!(
             "gaussian_filter: taps must be an odd-length, symmetric, finite kernel, got {} taps",
             taps.len()

@@ -8,4 +8,5 @@ pub mod components;
 pub mod counter_rng;
 pub mod fill;
 pub mod gaussian;
+pub mod normals;
 pub mod remap;

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use super::{copied_values, to_array};
 use crate::errors::{detached, Error};
 use crate::masks::fill::{self, Batch, Quadric};
-use crate::masks::{approx, blobs, components, counter_rng, gaussian, remap};
+use crate::masks::{approx, blobs, components, counter_rng, gaussian, normals, remap};
 
 /// `label_components(mask) -> (labels, count)`: face-connected components of a uint8 array
 /// of any rank (nonzero = foreground); int64 labels, a component's being its largest C-order
@@ -309,4 +309,23 @@ pub fn select_components_u8<'py>(
     let probe = shape.clone();
     let out = detached(py, move || components::select(&data, &probe, &selection))?;
     to_array(py, "select_components_u8", &shape, out)
+}
+
+/// `counter_normals(seed, stream, samples, count) -> float32 [samples × count]`: the
+/// standard normals of `qgfast.corrupt.warp._normal` (Box–Muller over the counter-based
+/// uniforms, cosines then sines), to float32 rounding.
+#[pyfunction]
+pub fn counter_normals<'py>(
+    py: Python<'py>,
+    seed: u32,
+    stream: i64,
+    samples: PyReadonlyArray1<'py, i64>,
+    count: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let samples: Vec<i64> = samples.as_array().to_vec();
+    let rows = samples.len();
+    let values = detached(py, move || {
+        Ok(normals::normals(seed, stream, &samples, count))
+    })?;
+    to_array(py, "counter_normals", &[rows, count], values)
 }
