@@ -10,6 +10,7 @@ import torch
 
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt.geometry import axis_profiles
 
 
 def _fg(masks: torch.Tensor) -> torch.Tensor:
@@ -43,14 +44,15 @@ def bernoulli_noise(masks: torch.Tensor, p: float = 0.5, *, seed: int = 0) -> to
     return (u < p).view(masks.shape).to(masks.dtype)
 
 
-def _axes_grid(masks: torch.Tensor) -> list[torch.Tensor]:
-    """Coordinate of each spatial axis, shaped to broadcast against masks[:, 0]."""
-    spatial = masks.shape[2:]
-    out = []
-    for a, size in enumerate(spatial):
-        shape = [1] * (len(spatial) + 1)
-        shape[a + 1] = size
-        out.append(torch.arange(size, device=masks.device).view(shape))
+def _outer_and(per_axis: list[torch.Tensor]) -> torch.Tensor:
+    """[B, *S] bool from per-axis [B, S_a] bool vectors: true where every axis's is (one
+    full-size pass, the per-axis work stays on the small vectors)."""
+    nd = len(per_axis)
+    out = None
+    for a, v in enumerate(per_axis):
+        shaped = v.view(v.shape[0], *(v.shape[1] if d == a else 1 for d in range(nd)))
+        out = shaped if out is None else out & shaped
+    assert out is not None
     return out
 
 
@@ -65,31 +67,28 @@ def rectangle_dropout(
         raise ValueError(f"side_range must satisfy 0 < lo <= hi <= 1, got {side_range}")
     b, spatial = masks.shape[0], masks.shape[2:]
     ids = rng.sample_ids(b, masks.device)
-    inside = torch.ones_like(fg[:, 0])
-    view = (b,) + (1,) * len(spatial)
-    for a, (size, grid) in enumerate(zip(spatial, _axes_grid(masks), strict=True)):
-        u_side = rng.uniform(seed, ids, rng.STREAM_BOX, torch.tensor([2 * a], device=masks.device))
-        u_pos = rng.uniform(
-            seed, ids, rng.STREAM_BOX, torch.tensor([2 * a + 1], device=masks.device)
-        )
-        side = torch.clamp((lo + (hi - lo) * u_side) * size, min=1).round().to(torch.int64)
-        start = ((size - side + 1) * u_pos).to(torch.int64).clamp(0, size - 1)
-        inside &= (grid >= start.view(view)) & (grid < (start + side).view(view))
-    return (fg[:, 0] & ~inside).unsqueeze(1).to(masks.dtype)
+    counters = torch.arange(2 * len(spatial), device=masks.device)[None, :]
+    u = rng.uniform(seed, ids, rng.STREAM_BOX, counters)  # side, position per axis
+    inside = []
+    for a, size in enumerate(spatial):
+        side = torch.clamp((lo + (hi - lo) * u[:, 2 * a : 2 * a + 1]) * size, min=1).round()
+        side = side.to(torch.int64)
+        start = ((size - side + 1) * u[:, 2 * a + 1 : 2 * a + 2]).to(torch.int64)
+        start = start.clamp(0, size - 1)
+        grid = torch.arange(size, device=masks.device)[None, :]
+        inside.append((grid >= start) & (grid < start + side))  # [B, S_a]
+    return (fg[:, 0] & ~_outer_and(inside)).unsqueeze(1).to(masks.dtype)
 
 
 def bounding_box(masks: torch.Tensor) -> torch.Tensor:
     """The foreground's axis-aligned bounding box, filled; an empty mask stays empty."""
-    fg = _fg(masks)[:, 0]
-    b, spatial = fg.shape[0], fg.shape[1:]
-    box = fg.flatten(1).any(1).view((b,) + (1,) * len(spatial))
-    for a, grid in enumerate(_axes_grid(masks)):
-        other = tuple(d + 1 for d in range(len(spatial)) if d != a)
-        present = fg.any(dim=other) if other else fg  # [B, size_a]
-        size = spatial[a]
-        idx = torch.arange(size, device=fg.device)
-        first = torch.where(present, idx, size).amin(1)
-        last = torch.where(present, idx, -1).amax(1)
-        view = (b,) + (1,) * len(spatial)
-        box = box & (grid >= first.view(view)) & (grid <= last.view(view))
-    return box.unsqueeze(1).to(masks.dtype)
+    check_masks(masks)
+    inside = []
+    for profile in axis_profiles(masks):  # [B, S_a] foreground counts
+        present = profile > 0
+        size = present.shape[1]
+        idx = torch.arange(size, device=masks.device)[None, :]
+        first = torch.where(present, idx, size).amin(1, keepdim=True)
+        last = torch.where(present, idx, -1).amax(1, keepdim=True)
+        inside.append((idx >= first) & (idx <= last))  # empty: first > last, nothing inside
+    return _outer_and(inside).unsqueeze(1).to(masks.dtype)

@@ -69,14 +69,16 @@ pub enum Selection {
 }
 
 /// `components.keep_largest_component` / `drop_random_component` of uint8 masks [B, *S]
-/// (`shape`), as 0/1.
+/// (`shape`), as 0/1: the labels of `label` (a component's largest voxel index + 1),
+/// counted per union–find root rather than per label value.
 pub fn select(masks: &[u8], shape: &[usize], selection: &Selection) -> Result<Vec<u8>, Error> {
     let b = *shape.first().unwrap_or(&0);
     let spatial = &shape[1.min(shape.len())..];
     let voxels: usize = spatial.iter().product();
-    if shape.len() < 2 || b * voxels != masks.len() {
+    if !(2..=4).contains(&shape.len()) || b * voxels != masks.len() {
         return Err(Error::InvalidArgument(format!(
-            "select components: {} values do not make masks [B, *S] of shape {shape:?}",
+            "select components: {} values do not make masks [B, *S] (1 to 3 spatial axes) of \
+             shape {shape:?}",
             masks.len()
         )));
     }
@@ -89,47 +91,81 @@ pub fn select(masks: &[u8], shape: &[usize], selection: &Selection) -> Result<Ve
         }
     }
     let mut out = vec![0u8; masks.len()];
+    let mut parent = Vec::new();
+    let (mut size, mut last) = (vec![0usize; voxels], vec![0usize; voxels]);
     for (s, (sample, kept)) in masks
         .chunks_exact(voxels.max(1))
         .zip(out.chunks_exact_mut(voxels.max(1)))
         .enumerate()
     {
-        let (labels, _) = label(sample, spatial)?;
-        let mut sizes: std::collections::BTreeMap<i64, usize> = Default::default();
-        for &l in labels.iter().filter(|&&l| l > 0) {
-            *sizes.entry(l).or_default() += 1;
+        union_faces(sample, spatial, &mut parent);
+        // per root: the component's size and largest voxel index (its label − 1)
+        let mut roots = Vec::new();
+        for i in (0..voxels).filter(|&i| sample[i] != 0) {
+            let r = find(&mut parent, i);
+            if r == i {
+                roots.push(r);
+                size[r] = 0;
+            }
+            size[r] += 1;
+            last[r] = i;
         }
-        let keep = |l: i64, chosen: i64, keep_chosen: bool| (l == chosen) == keep_chosen;
-        let (chosen, keep_chosen) = match selection {
+        let chosen = match selection {
             Selection::Largest => {
-                // ascending labels: the last of the largest size is the largest label
-                let best = sizes.iter().fold(
-                    (0, 0),
-                    |best, (&l, &n)| {
-                        if n >= best.1 {
-                            (l, n)
-                        } else {
-                            best
-                        }
-                    },
-                );
-                (best.0, true)
+                // the largest size, ties to the largest label
+                roots.iter().copied().max_by_key(|&r| (size[r], last[r]))
             }
-            Selection::DropOne(u) => {
-                let count = sizes.len();
-                if count < 2 {
-                    (0, false) // label 0 is background: nothing dropped
-                } else {
-                    let pick = ((u[s] * count as f64) as usize).min(count - 1);
-                    (*sizes.keys().nth(pick).unwrap_or(&0), false)
-                }
+            Selection::DropOne(u) if roots.len() >= 2 => {
+                roots.sort_unstable_by_key(|&r| last[r]); // ascending labels
+                let pick = ((u[s] * roots.len() as f64) as usize).min(roots.len() - 1);
+                Some(roots[pick])
             }
+            Selection::DropOne(_) => None, // fewer than two: nothing dropped
         };
-        for (o, &l) in kept.iter_mut().zip(&labels) {
-            *o = u8::from(l > 0 && keep(l, chosen, keep_chosen));
+        let keep_chosen = matches!(selection, Selection::Largest);
+        for i in (0..voxels).filter(|&i| sample[i] != 0) {
+            let is_chosen = Some(find(&mut parent, i)) == chosen;
+            kept[i] = u8::from(is_chosen == keep_chosen);
         }
     }
     Ok(out)
+}
+
+/// Union–find over the foreground's face neighbours of one C-order volume: `parent` ends
+/// as a forest whose roots are each component's smallest voxel index (background voxels
+/// are their own roots).
+fn union_faces(mask: &[u8], shape: &[usize], parent: &mut Vec<usize>) {
+    parent.clear();
+    parent.extend(0..mask.len());
+    let mut dims = [1usize; 3];
+    dims[3 - shape.len().min(3)..].copy_from_slice(&shape[shape.len().saturating_sub(3)..]);
+    let [nz, ny, nx] = dims;
+    let join = |parent: &mut Vec<usize>, i: usize, j: usize| {
+        let (ri, rj) = (find(parent, i), find(parent, j));
+        if ri != rj {
+            parent[ri.max(rj)] = ri.min(rj);
+        }
+    };
+    for z in 0..nz {
+        for y in 0..ny {
+            let row = (z * ny + y) * nx;
+            for x in 0..nx {
+                let i = row + x;
+                if mask[i] == 0 {
+                    continue;
+                }
+                if x > 0 && mask[i - 1] != 0 {
+                    join(parent, i, i - 1);
+                }
+                if y > 0 && mask[i - nx] != 0 {
+                    join(parent, i, i - nx);
+                }
+                if z > 0 && mask[i - nx * ny] != 0 {
+                    join(parent, i, i - nx * ny);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
