@@ -122,12 +122,69 @@ def gather_nearest_u8(masks: np.ndarray, axes: list[list[np.ndarray]]) -> np.nda
     """uint8 [B, *S]: ``qgfast.corrupt.geometry.gather_nearest`` of uint8 masks [B, *S],
     ``axes[a]`` the float64/float32 terms (broadcastable to [B, *S]) of axis a's source."""
 
+def gather_separable_u8(masks: np.ndarray, sources: list[np.ndarray]) -> np.ndarray:
+    """uint8 [B, *S]: output[b, x] = masks[b, i_0, …] with ``sources[a]`` the int64 [B, S_a]
+    source index along axis a (< 0: outside, the voxel 0); ``geometry.gather_nearest``'s
+    separable case."""
+
 def shape_fill_u8(
     masks: np.ndarray, rays: list[tuple[float, float]] | None = None, cos_half: float = 0.0
 ) -> np.ndarray:
     """uint8 [B, H, W] of 0/1: each non-empty sample of the masks [B, H, W] (non-zero =
     foreground) replaced by its filled convex hull (``rays`` None) or star polygon (``rays``
     the rays' (cos, sin), ``cos_half`` cos(π/n)); ``qgfast.corrupt.approx``'s reference."""
+
+def gaussian_filter_f32(values: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """float32 [N, *S]: ``values`` [N, *S] filtered along every spatial axis with the odd
+    symmetric ``taps`` (reflect-101 borders; the edge repeated on an axis no longer than half
+    the kernel); ``qgfast.corrupt.smooth.gaussian_filter``'s reference to float32 rounding."""
+
+def axis_profiles_u8(masks: np.ndarray) -> list[np.ndarray]:
+    """Per spatial axis a, int64 [B, S_a]: the foreground (non-zero) count at every
+    coordinate of the masks [B, *S]."""
+
+def cross_moments_u8(masks: np.ndarray) -> np.ndarray:
+    """int64 [B, pairs]: Σ x_i·x_j over each sample's foreground for the axis pairs (0, 1),
+    (0, 2), (1, 2) that exist."""
+
+def quadric_fill_u8(
+    shape: list[int], mean: np.ndarray, coef: np.ndarray, limit: np.ndarray, active: np.ndarray
+) -> np.ndarray:
+    """uint8 of ``shape`` [B, *S]: 1 where, with d = x − mean[b], Σ_i (coef_ii·d_i)·d_i +
+    Σ_{i<j} (coef_ij·d_i)·d_j ≤ limit[b] in the samples flagged ``active``
+    (``qgfast.corrupt.shapes.quadric_fill``)."""
+
+def smallest_spread_u8(
+    shape: list[int], mean: np.ndarray, spread: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """uint8 of ``shape`` [B, *S]: per sample the count[b] voxels of smallest
+    Σ_a ((x_a − mean_a) / spread_a)², ties to the lower indices (``shapes.gaussian_blob``)."""
+
+def kth_candidates_u8(
+    masks: np.ndarray, hole: bool, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 [B, n], int64 [B]): per sample and blob the linear index of candidate
+    min(⌊u·total⌋, total − 1) (foreground when ``hole``, else background), and the totals."""
+
+def paint_blobs_u8(
+    masks: np.ndarray, centres: np.ndarray, axes: np.ndarray, fill: int
+) -> np.ndarray:
+    """uint8 [B, *S]: a copy of the masks with the blobs (centres and integer semi-axes
+    [B, n, nd]; first axis < 0: none) set to ``fill`` (``reference.blobs.paint_blobs``)."""
+
+def select_components_u8(masks: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [B, *S]: per sample the largest face-connected component (``u`` None), or all
+    but the ⌊u[b]·count⌋-th in ascending label order when there are two or more."""
+
+def counter_normals(seed: int, stream: int, samples: np.ndarray, count: int) -> np.ndarray:
+    """float32 [samples, count]: the standard normals of ``qgfast.corrupt.warp._normal``
+    (Box–Muller over the counter-based uniforms), to float32 rounding."""
+
+def label_counts_u8(
+    pred: np.ndarray, target: np.ndarray, repeats: int, classes: list[int]
+) -> np.ndarray:
+    """int64 [3, B, C]: I = |p = c ∧ t = c|, P = |p = c|, G = |t = c| per prediction and
+    class of the uint8 label rows pred [B, N] against target [B / repeats, N]."""
 
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""

@@ -142,6 +142,29 @@ def test_returns_have_the_stated_shape(stub, tmp_path):
         "counter_uniforms": lambda: native.counter_uniforms(1, 2, ids, ids),
         "gather_nearest_u8": lambda: native.gather_nearest_u8(mask, [[np.zeros((1, 1, 1))]] * 2),
         "shape_fill_u8": lambda: native.shape_fill_u8(mask),
+        "gather_separable_u8": lambda: native.gather_separable_u8(
+            mask, [np.zeros((2, 6), np.int64), np.full((2, 5), -1, np.int64)]
+        ),
+        "gaussian_filter_f32": lambda: native.gaussian_filter_f32(
+            mask.astype(np.float32), np.array([0.25, 0.5, 0.25], np.float32)
+        ),
+        "axis_profiles_u8": lambda: native.axis_profiles_u8(mask),
+        "cross_moments_u8": lambda: native.cross_moments_u8(mask),
+        "quadric_fill_u8": lambda: native.quadric_fill_u8(
+            [2, 6, 5], np.ones((2, 2)), np.ones((2, 2, 2)), np.ones(2), np.ones(2, bool)
+        ),
+        "smallest_spread_u8": lambda: native.smallest_spread_u8(
+            [2, 6, 5], np.ones((2, 2)), np.ones((2, 2)), np.array([3, 0])
+        ),
+        "kth_candidates_u8": lambda: native.kth_candidates_u8(mask, True, np.full((2, 3), 0.5)),
+        "paint_blobs_u8": lambda: native.paint_blobs_u8(
+            mask, np.ones((2, 1, 2), np.int64), np.ones((2, 1, 2), np.int64), 1
+        ),
+        "select_components_u8": lambda: native.select_components_u8(mask),
+        "counter_normals": lambda: native.counter_normals(1, 8, ids, 5),
+        "label_counts_u8": lambda: native.label_counts_u8(
+            mask.reshape(2, -1), mask[:1].reshape(1, -1), 2, [0, 1]
+        ),
         "_selftest_fail": lambda: None,  # raises by design (tests/test_native.py)
     }
     functions = {n for n in dir(native) if inspect.isbuiltin(getattr(native, n))}

@@ -84,6 +84,13 @@ where
     py.detach(|| catch_panic(f)).map_err(PyErr::from)
 }
 
+/// Runs native work over borrowed numpy buffers with the GIL held (no Python thread can
+/// write them meanwhile) and panics caught: for single passes over large read-only inputs,
+/// where copying them out first (what [`detached`] needs) would cost more than the work.
+pub fn attached<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
+    catch_panic(f).map_err(PyErr::from)
+}
+
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()

@@ -45,6 +45,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::masks::label_components, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::counter_uniforms, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::gather_nearest_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::gather_separable_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::shape_fill_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::gaussian_filter_f32, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::axis_profiles_u8, m)?)?;
@@ -55,5 +56,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::masks::paint_blobs_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::select_components_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::counter_normals, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::label_counts_u8, m)?)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod approx;
 pub mod blobs;
 pub mod components;
 pub mod counter_rng;
+pub mod counts;
 pub mod fill;
 pub mod gaussian;
 pub mod normals;

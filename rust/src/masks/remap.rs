@@ -214,6 +214,58 @@ impl Scratch {
     }
 }
 
+/// The separable remap (shifts, scalings, grid distortion): output[b, z, y, x] =
+/// masks[b, iz, iy, ix] with per-sample, per-axis source indices `sources[a]` [B, S_a]
+/// (already rounded; < 0 where the source falls outside, which makes the voxel 0).
+pub fn gather_separable(
+    masks: &[u8],
+    shape: &[usize],
+    sources: &[Vec<i64>],
+) -> Result<Vec<u8>, Error> {
+    let dims = padded(shape)?;
+    let nd = shape.len() - 1;
+    let sizes = &shape[1..];
+    let fits = sources.len() == nd
+        && sources
+            .iter()
+            .zip(sizes)
+            .all(|(s, &n)| s.len() == dims[0] * n && s.iter().all(|&i| i < n as i64));
+    if masks.len() != shape.iter().product::<usize>() || !fits {
+        return Err(Error::InvalidArgument(format!(
+            "gather_separable: {} mask values for shape {shape:?} and {} index axes (need {nd} \
+             of [B, S_a], each index < S_a)",
+            masks.len(),
+            sources.len()
+        )));
+    }
+    let (b, nz, ny, nx) = (dims[0], dims[1], dims[2], dims[3]);
+    let per_sample = nz * ny * nx;
+    // the per-axis sources of the padded [Z, Y, X] (a missing axis reads index 0)
+    let axis = |a: usize, s: usize, n: usize| -> Vec<i64> {
+        match (a + nd).checked_sub(3) {
+            Some(real) => sources[real][s * n..(s + 1) * n].to_vec(),
+            None => vec![0; n],
+        }
+    };
+    let mut out = vec![0u8; masks.len()];
+    for s in 0..b {
+        let (iz, iy, ix) = (axis(0, s, nz), axis(1, s, ny), axis(2, s, nx));
+        let sample = &masks[s * per_sample..(s + 1) * per_sample];
+        let target = &mut out[s * per_sample..(s + 1) * per_sample];
+        for (r, row) in target.chunks_exact_mut(nx).enumerate() {
+            let (z, y) = (iz[r / ny], iy[r % ny]);
+            if z < 0 || y < 0 {
+                continue; // the row reads outside: stays 0
+            }
+            let from = &sample[(z as usize * ny + y as usize) * nx..][..nx];
+            for (o, &x) in row.iter_mut().zip(&ix) {
+                *o = if x < 0 { 0 } else { from[x as usize] };
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +298,15 @@ mod tests {
         };
         let out = gather_nearest(&masks, &[1, 4], &[vec![x, half]]).unwrap();
         assert_eq!(out, vec![10, 12, 12, 0]);
+    }
+
+    #[test]
+    fn separable_reads_each_axis_source_and_zeroes_outside() {
+        // 1 sample 2x3: rows read (1, outside), columns (2, 0, 0)
+        let masks = vec![1, 2, 3, 4, 5, 6];
+        let out = gather_separable(&masks, &[1, 2, 3], &[vec![1, -1], vec![2, 0, 0]]).unwrap();
+        assert_eq!(out, vec![6, 4, 4, 0, 0, 0]);
+        assert!(gather_separable(&masks, &[1, 2, 3], &[vec![2, 0], vec![0, 0, 0]]).is_err());
     }
 
     #[test]

@@ -6,10 +6,10 @@ use numpy::{
 };
 use pyo3::prelude::*;
 
-use super::{copied_values, to_array};
-use crate::errors::{detached, Error};
+use super::{borrowed, copied_values, to_array};
+use crate::errors::{attached, detached, Error};
 use crate::masks::fill::{self, Batch, Quadric};
-use crate::masks::{approx, blobs, components, counter_rng, gaussian, normals, remap};
+use crate::masks::{approx, blobs, components, counter_rng, counts, gaussian, normals, remap};
 
 /// `label_components(mask) -> (labels, count)`: face-connected components of a uint8 array
 /// of any rank (nonzero = foreground); int64 labels, a component's being its largest C-order
@@ -154,10 +154,9 @@ pub fn axis_profiles_u8<'py>(
     masks: PyReadonlyArrayDyn<'py, u8>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let shape = masks.shape().to_vec();
-    let data = copied_values(&masks);
-    let probe = shape.clone();
-    let profiles = detached(py, move || {
-        let batch = Batch { shape: &probe };
+    let data = borrowed(&masks);
+    let profiles = attached(|| {
+        let batch = Batch { shape: &shape };
         batch.check(data.len(), "axis_profiles_u8")?;
         Ok(fill::profiles(&data, batch))
     })?;
@@ -176,10 +175,9 @@ pub fn cross_moments_u8<'py>(
     masks: PyReadonlyArrayDyn<'py, u8>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = masks.shape().to_vec();
-    let data = copied_values(&masks);
-    let probe = shape.clone();
-    let sums = detached(py, move || {
-        let batch = Batch { shape: &probe };
+    let data = borrowed(&masks);
+    let sums = attached(|| {
+        let batch = Batch { shape: &shape };
         batch.check(data.len(), "cross_moments_u8")?;
         Ok(fill::cross_moments(&data, batch))
     })?;
@@ -254,13 +252,11 @@ pub fn kth_candidates_u8<'py>(
     u: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let shape = masks.shape().to_vec();
-    let data = copied_values(&masks);
+    let data = borrowed(&masks);
     let n = u.shape()[1];
     let u: Vec<f64> = u.as_array().iter().copied().collect();
-    let probe = shape.clone();
-    let (linear, totals) = detached(py, move || {
-        blobs::kth_candidates(&data, Batch { shape: &probe }, hole, &u)
-    })?;
+    let (linear, totals) =
+        attached(|| blobs::kth_candidates(&data, Batch { shape: &shape }, hole, &u))?;
     Ok((
         to_array(py, "kth_candidates_u8", &[shape[0], n], linear)?,
         to_array(py, "kth_candidates_u8", &[shape[0]], totals)?,
@@ -301,13 +297,12 @@ pub fn select_components_u8<'py>(
     u: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = masks.shape().to_vec();
-    let data = copied_values(&masks);
+    let data = borrowed(&masks);
     let selection = match u {
         None => components::Selection::Largest,
         Some(u) => components::Selection::DropOne(u.as_array().to_vec()),
     };
-    let probe = shape.clone();
-    let out = detached(py, move || components::select(&data, &probe, &selection))?;
+    let out = attached(|| components::select(&data, &shape, &selection))?;
     to_array(py, "select_components_u8", &shape, out)
 }
 
@@ -328,4 +323,49 @@ pub fn counter_normals<'py>(
         Ok(normals::normals(seed, stream, &samples, count))
     })?;
     to_array(py, "counter_normals", &[rows, count], values)
+}
+
+/// `label_counts_u8(pred, target, repeats, classes) -> int64 [3, B, C]`: I = |p = c ∧ t = c|,
+/// P = |p = c| and G = |t = c| per prediction and class of the uint8 label maps pred [B, N]
+/// and target [B / repeats, N] (`qgfast.losses._stats._count_labels`).
+#[pyfunction]
+pub fn label_counts_u8<'py>(
+    py: Python<'py>,
+    pred: PyReadonlyArrayDyn<'py, u8>,
+    target: PyReadonlyArrayDyn<'py, u8>,
+    repeats: usize,
+    classes: Vec<u8>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (ps, ts) = (pred.shape().to_vec(), target.shape().to_vec());
+    if ps.len() != 2 || ts.len() != 2 || ps[1] != ts[1] {
+        return Err(Error::InvalidArgument(format!(
+            "label_counts_u8: pred {ps:?} and target {ts:?} must be [B, N] and [B / repeats, N]"
+        ))
+        .into());
+    }
+    let voxels = ps[1];
+    let b = pred.shape()[0];
+    let (pred, target) = (borrowed(&pred), borrowed(&target));
+    let c = classes.len();
+    let out = attached(|| counts::label_counts(&pred, &target, voxels, repeats, &classes))?;
+    to_array(py, "label_counts_u8", &[3, b, c], out)
+}
+
+/// `gather_separable_u8(masks, sources) -> uint8 [B, *S]`: output[b, x] = masks[b, i_0, …]
+/// with `sources[a]` the int64 [B, S_a] source index along axis a (< 0: outside, the voxel
+/// 0); the separable case of `qgfast.corrupt.geometry.gather_nearest`.
+#[pyfunction]
+pub fn gather_separable_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    sources: Vec<PyReadonlyArray2<'py, i64>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let data = borrowed(&masks);
+    let sources: Vec<Vec<i64>> = sources
+        .iter()
+        .map(|s| s.as_array().iter().copied().collect())
+        .collect();
+    let out = attached(|| remap::gather_separable(&data, &shape, &sources))?;
+    to_array(py, "gather_separable_u8", &shape, out)
 }

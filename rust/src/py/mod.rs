@@ -1,6 +1,8 @@
 //! The Python bindings: one file per domain (`info`, `nifti`, `masks`, `stream`), each
 //! converting arguments, running the work through `errors::detached` (GIL released, panics
 //! caught) and converting results. No work of their own beyond that.
+use std::borrow::Cow;
+
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -17,6 +19,15 @@ fn copied_values<T: numpy::Element + Copy>(a: &PyReadonlyArrayDyn<'_, T>) -> Vec
     match a.as_slice() {
         Ok(slice) => slice.to_vec(),
         Err(_) => a.as_array().iter().copied().collect(),
+    }
+}
+
+/// A numpy array's values in C order, borrowed where it is contiguous (read them with the
+/// GIL held: `errors::attached`), else copied.
+fn borrowed<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArrayDyn<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(slice) => Cow::Borrowed(slice),
+        Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
     }
 }
 
