@@ -36,29 +36,25 @@ impl Resolved<'_> {
     fn accumulate(&self, base: usize, src: &mut [f64], first: bool) {
         let n = src.len();
         match (self.values, self.strides[3]) {
-            (Values::F64(v), 0) => along(src, first, |_| v[base]),
-            (Values::F32(v), 0) => along(src, first, |_| f64::from(v[base])),
-            (Values::F64(v), _) => {
-                let row = &v[base..base + n];
-                along(src, first, |x| row[x])
-            }
+            (Values::F64(v), 0) => along(src, first, std::iter::repeat(v[base])),
+            (Values::F32(v), 0) => along(src, first, std::iter::repeat(f64::from(v[base]))),
+            (Values::F64(v), _) => along(src, first, v[base..base + n].iter().copied()),
             (Values::F32(v), _) => {
-                let row = &v[base..base + n];
-                along(src, first, |x| f64::from(row[x]))
+                along(src, first, v[base..base + n].iter().map(|&x| f64::from(x)))
             }
         }
     }
 }
 
 #[inline(always)]
-fn along(src: &mut [f64], first: bool, value: impl Fn(usize) -> f64) {
+fn along(src: &mut [f64], first: bool, values: impl Iterator<Item = f64>) {
     if first {
-        for (x, s) in src.iter_mut().enumerate() {
-            *s = value(x);
+        for (s, v) in src.iter_mut().zip(values) {
+            *s = v;
         }
     } else {
-        for (x, s) in src.iter_mut().enumerate() {
-            *s += value(x);
+        for (s, v) in src.iter_mut().zip(values) {
+            *s += v;
         }
     }
 }
@@ -143,25 +139,62 @@ pub fn gather_nearest(masks: &[u8], shape: &[usize], axes: &[Vec<Term>]) -> Resu
         linear: vec![0; width],
         inside: vec![1; width],
     };
-    for (r, row) in out.chunks_exact_mut(width).enumerate() {
-        let (b, z, y) = (
-            r / (dims[1] * dims[2]),
-            (r / dims[2]) % dims[1],
-            r % dims[2],
-        );
-        let sample = &masks[b * per_sample..(b + 1) * per_sample];
-        let at = |t: &Resolved| b * t.strides[0] + z * t.strides[1] + y * t.strides[2];
-        scratch.linear.fill(0);
-        scratch.inside.fill(1);
-        for (a, terms) in resolved.iter().enumerate() {
-            for (k, t) in terms.iter().enumerate() {
-                t.accumulate(at(t), &mut scratch.src, k == 0);
-            }
-            scratch.index(lasts[a], voxel_strides[a]);
+    let plan = Rows {
+        dims,
+        per_sample,
+        resolved: &resolved,
+        lasts: &lasts,
+        voxel_strides: &voxel_strides,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2(plan: &Rows, masks: &[u8], out: &mut [u8], scratch: &mut Scratch) {
+            plan.run(masks, out, scratch)
         }
-        scratch.pick(sample, row);
+        // SAFETY: the CPU was just checked for AVX2.
+        unsafe { avx2(&plan, masks, &mut out, &mut scratch) };
+        return Ok(out);
     }
+    plan.run(masks, &mut out, &mut scratch);
     Ok(out)
+}
+
+/// The resolved map, walked output row by output row.
+struct Rows<'a> {
+    dims: [usize; 4],
+    per_sample: usize,
+    resolved: &'a [Vec<Resolved<'a>>],
+    lasts: &'a [f64],
+    voxel_strides: &'a [u32],
+}
+
+impl Rows<'_> {
+    /// Every output row: each axis's terms summed into the source coordinates, rounded
+    /// and turned into flat indices, then the row's values picked. Inlined into the AVX2
+    /// copy above, so the term sums and the picks are vector code too.
+    #[inline(always)]
+    fn run(&self, masks: &[u8], out: &mut [u8], scratch: &mut Scratch) {
+        let dims = self.dims;
+        for (r, row) in out.chunks_exact_mut(dims[3]).enumerate() {
+            let (b, z, y) = (
+                r / (dims[1] * dims[2]),
+                (r / dims[2]) % dims[1],
+                r % dims[2],
+            );
+            let sample = &masks[b * self.per_sample..(b + 1) * self.per_sample];
+            let at = |t: &Resolved| b * t.strides[0] + z * t.strides[1] + y * t.strides[2];
+            scratch.linear.fill(0);
+            scratch.inside.fill(1);
+            for (a, terms) in self.resolved.iter().enumerate() {
+                for (k, t) in terms.iter().enumerate() {
+                    t.accumulate(at(t), &mut scratch.src, k == 0);
+                }
+                scratch.index_body(self.lasts[a], self.voxel_strides[a]);
+            }
+            scratch.pick(sample, row);
+        }
+    }
 }
 
 /// One output row's source coordinates (of the axis at hand), flat indices and flags.
@@ -174,42 +207,30 @@ struct Scratch {
 impl Scratch {
     /// Rounds the row's source coordinates along one axis (half to even, as torch.round),
     /// flags those outside [0, last] (NaN included) and adds the clamped index × stride.
-    fn index(&mut self, last: f64, stride: u32) {
-        #[inline(always)] // into the AVX2 copy below, whose rounding is one instruction
-        fn body(s: &mut Scratch, last: f64, stride: u32) {
-            for ((&src, linear), inside) in s.src.iter().zip(&mut s.linear).zip(&mut s.inside) {
-                let rounded = src.round_ties_even();
-                *inside &= u8::from(rounded >= 0.0) & u8::from(rounded <= last);
-                // clamped into [0, last] (NaN → 0: max and min ignore a NaN operand)
-                let clamped = rounded.max(0.0).min(last);
-                // SAFETY: clamped is finite and in [0, last], last < a sample's voxels < 2^31
-                // (checked by gather_nearest), so it fits an i32: one vector instruction per
-                // 4 values, where a saturating `as usize` is a branchy scalar sequence.
-                let index = unsafe { clamped.to_int_unchecked::<i32>() } as u32;
-                *linear += index * stride; // < the sample's voxels < 2^31: no overflow
-            }
+    /// Inlined into `Rows::run`'s AVX2 copy, where the rounding is one instruction.
+    #[inline(always)]
+    fn index_body(&mut self, last: f64, stride: u32) {
+        for ((&src, linear), inside) in self.src.iter().zip(&mut self.linear).zip(&mut self.inside)
+        {
+            let rounded = src.round_ties_even();
+            *inside &= u8::from(rounded >= 0.0) & u8::from(rounded <= last);
+            // clamped into [0, last] (NaN → 0: max and min ignore a NaN operand)
+            let clamped = rounded.max(0.0).min(last);
+            // SAFETY: clamped is finite and in [0, last], last < a sample's voxels < 2^31
+            // (checked by gather_nearest), so it fits an i32: one vector instruction per
+            // 4 values, where a saturating `as usize` is a branchy scalar sequence.
+            let index = unsafe { clamped.to_int_unchecked::<i32>() } as u32;
+            *linear += index * stride; // < the sample's voxels < 2^31: no overflow
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SSE4.1's rounding instruction instead of a libm call per value
-            #[target_feature(enable = "avx2")]
-            fn avx2(s: &mut Scratch, last: f64, stride: u32) {
-                body(s, last, stride)
-            }
-            // SAFETY: the CPU was just checked for AVX2.
-            return unsafe { avx2(self, last, stride) };
-        }
-        body(self, last, stride)
     }
 
     /// The row's output: each voxel's source value, 0 where any axis fell outside.
+    #[inline(always)]
     fn pick(&self, sample: &[u8], row: &mut [u8]) {
         for ((out, &linear), &inside) in row.iter_mut().zip(&self.linear).zip(&self.inside) {
-            *out = if inside != 0 {
-                sample[linear as usize]
-            } else {
-                0
-            };
+            // every index was clamped into the sample, so the read is in bounds; the
+            // product keeps the loop free of a branch per voxel
+            *out = sample[linear as usize] * inside;
         }
     }
 }
