@@ -46,6 +46,19 @@ fn check(len: usize, shape: &[usize], taps: &[f32]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Outputs summed together in registers: four AVX2 vectors of float32, enough independent
+/// sums to hide the latency of each one's chain of additions.
+const LANES: usize = 32;
+
+/// The starts of the LANES-wide output blocks covering 0..n: every LANES, and a last one
+/// ending at n (overlapping the one before; outputs never feed back, so a value computed
+/// twice is the same). None when n < LANES (the caller's scalar loop then takes the row).
+fn block_starts(n: usize) -> impl Iterator<Item = usize> {
+    let full = if n < LANES { 0 } else { n / LANES };
+    let tail = (n >= LANES && !n.is_multiple_of(LANES)).then_some(n - LANES);
+    (0..full).map(|c| c * LANES).chain(tail)
+}
+
 /// Where output position i reads its k sources along an axis, borders included.
 struct Sources {
     /// `index[i + t]` = the source of tap t for output i (the padded axis).
@@ -76,18 +89,36 @@ impl Sources {
 
 /// One contiguous row: padded into `scratch`, then each tap pair added across the row.
 fn filter_row(row: &mut [f32], sources: &Sources, taps: &[f32], scratch: &mut Vec<f32>) {
+    // the padded row: the borders through the index, the interior copied as it is
+    let (n, h) = (row.len(), taps.len() / 2);
     scratch.clear();
-    scratch.extend(sources.index.iter().map(|&j| row[j]));
+    scratch.extend(sources.index[..h].iter().map(|&j| row[j]));
+    scratch.extend_from_slice(row);
+    scratch.extend(sources.index[n + h..].iter().map(|&j| row[j]));
     #[inline(always)]
     fn body(row: &mut [f32], padded: &[f32], taps: &[f32]) {
-        let (n, h) = (row.len(), taps.len() / 2);
-        for (out, &v) in row.iter_mut().zip(&padded[h..h + n]) {
-            *out = taps[h] * v;
+        let h = taps.len() / 2;
+        for start in block_starts(row.len()) {
+            let mut acc = [0.0f32; LANES];
+            for (a, &v) in acc.iter_mut().zip(&padded[start + h..][..LANES]) {
+                *a = taps[h] * v;
+            }
+            for (t, &w) in taps[..h].iter().enumerate() {
+                let left = &padded[start + t..][..LANES];
+                let right = &padded[start + 2 * h - t..][..LANES];
+                for ((a, &x), &y) in acc.iter_mut().zip(left).zip(right) {
+                    *a += w * (x + y);
+                }
+            }
+            row[start..start + LANES].copy_from_slice(&acc);
         }
-        for (t, &w) in taps[..h].iter().enumerate() {
-            let (left, right) = (&padded[t..t + n], &padded[2 * h - t..2 * h - t + n]);
-            for ((out, &a), &b) in row.iter_mut().zip(left).zip(right) {
-                *out += w * (a + b);
+        if row.len() < LANES {
+            for (i, out) in row.iter_mut().enumerate() {
+                let mut a = taps[h] * padded[i + h];
+                for (t, &w) in taps[..h].iter().enumerate() {
+                    a += w * (padded[i + t] + padded[i + 2 * h - t]);
+                }
+                *out = a;
             }
         }
     }
@@ -119,13 +150,27 @@ fn filter_rows(
         let h = taps.len() / 2;
         let line = |j: usize| &block[j * inner..(j + 1) * inner];
         for (i, out) in out.chunks_exact_mut(inner).enumerate() {
-            for (o, &v) in out.iter_mut().zip(line(i)) {
-                *o = taps[h] * v;
+            for start in block_starts(inner) {
+                let mut acc = [0.0f32; LANES];
+                for (a, &v) in acc.iter_mut().zip(&line(i)[start..][..LANES]) {
+                    *a = taps[h] * v;
+                }
+                for (t, &w) in taps[..h].iter().enumerate() {
+                    let x = &line(index[i + t])[start..][..LANES];
+                    let y = &line(index[i + 2 * h - t])[start..][..LANES];
+                    for ((a, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+                        *a += w * (x + y);
+                    }
+                }
+                out[start..start + LANES].copy_from_slice(&acc);
             }
-            for (t, &w) in taps[..h].iter().enumerate() {
-                let (a, b) = (line(index[i + t]), line(index[i + 2 * h - t]));
-                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                    *o += w * (x + y);
+            if inner < LANES {
+                for (at, o) in out.iter_mut().enumerate() {
+                    let mut a = taps[h] * line(i)[at];
+                    for (t, &w) in taps[..h].iter().enumerate() {
+                        a += w * (line(index[i + t])[at] + line(index[i + 2 * h - t])[at]);
+                    }
+                    *o = a;
                 }
             }
         }
@@ -186,6 +231,8 @@ mod tests {
             (vec![1, 5, 7, 6], 3),
             (vec![3, 2, 17], 9),
             (vec![1, 1, 4], 7),
+            (vec![1, 70, 45], 9), // blocks of LANES and an overlapping last one
+            (vec![2, 3, 33, 64], 5), // rows of exactly two blocks
         ] {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
@@ -205,5 +252,27 @@ mod tests {
         assert!(filter(&mut v, &[3, 4], &[0.2, 0.5, 0.3]).is_err());
         assert!(filter(&mut v, &[3, 5], &[1.0]).is_err());
         assert!(filter(&mut v, &[12], &[1.0]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    #[test]
+    #[ignore]
+    fn filter_speed() {
+        let shape = [64usize, 224, 224];
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let taps: Vec<f32> = (0..25)
+            .map(|i| 1.0 / (1.0 + (i as f32 - 12.0).abs()))
+            .collect();
+        for _ in 0..5 {
+            let mut v = values.clone();
+            let t = std::time::Instant::now();
+            super::filter(&mut v, &shape, &taps).unwrap();
+            println!("{:?} per field {:?}", t.elapsed(), t.elapsed() / 64);
+        }
     }
 }
