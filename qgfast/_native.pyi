@@ -186,5 +186,10 @@ def label_counts_u8(
     """int64 [3, B, C]: I = |p = c ∧ t = c|, P = |p = c|, G = |t = c| per prediction and
     class of the uint8 label rows pred [B, N] against target [B / repeats, N]."""
 
+def morph_cube_u8(masks: np.ndarray, radius: int, erode: bool) -> np.ndarray:
+    """uint8 [B, *S]: the erosion (a voxel keeps its label where its whole cube of side
+    2·radius + 1 holds it; outside = 0) or dilation (background takes the largest label in
+    its cube) of the label maps [B, *S] (``qgfast.corrupt.morphology``, cube footprints)."""
+
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""

@@ -10,7 +10,8 @@ of per-sample radii, 0 meaning identity.
 Backend (``qgfast.backend``): the Triton kernels (``qgfast.kernels.morphology``, one launch
 pair for the whole batch whatever the per-sample radii) for CUDA tensors; for CPU tensors
 the same chord decomposition on bit-packed rows (``qgfast.corrupt.morphology_packed``, 64
-voxels a word, up to ``MAX_PLANES`` classes); the PyTorch reference (one call per distinct
+voxels a word, up to ``MAX_PLANES`` classes), cubes of uint8 maps as separable running
+minima/maxima in ``qgfast._native``; the PyTorch reference (one call per distinct
 radius) elsewhere, for label maps with more classes, and whenever
 ``QGFAST_BACKEND=reference`` is set.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from qgfast.backend import cpu_fast_path, select_backend
+from qgfast.backend import cpu_fast_path, native_extension, select_backend
 from qgfast.corrupt import morphology_packed as packed
 from qgfast.corrupt._checks import check_masks
 from qgfast.reference import morphology as reference
@@ -77,7 +78,12 @@ def _apply(
 
 def _one_radius(x: torch.Tensor, radius: int, shape: str, erode: bool) -> torch.Tensor:
     """Off CUDA: the bit-packed path on CPU unless the reference is forced or x holds more
-    classes than it takes, else the reference."""
+    classes than it takes, else the reference. Cube footprints of uint8 maps go through
+    ``qgfast._native`` instead: separable running minima and maxima, the same result."""
+    native = native_extension()
+    if native is not None and shape == "cube" and x.dtype == torch.uint8 and cpu_fast_path(x):
+        volumes = x.reshape(x.shape[0], *x.shape[2:]).contiguous().numpy()
+        return torch.from_numpy(native.morph_cube_u8(volumes, radius, erode)).view(x.shape)
     if cpu_fast_path(x):
         result = (packed.erode if erode else packed.dilate)(x, radius, shape)  # type: ignore[arg-type]
         if result is not None:

@@ -57,5 +57,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::masks::select_components_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::counter_normals, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::label_counts_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::morph_cube_u8, m)?)?;
     Ok(())
 }

@@ -29,14 +29,14 @@ impl Batch<'_> {
     fn samples(&self) -> usize {
         self.shape[0]
     }
-    fn nd(&self) -> usize {
+    pub fn nd(&self) -> usize {
         self.shape.len() - 1
     }
     fn voxels(&self) -> usize {
         self.shape[1..].iter().product()
     }
     /// The spatial shape as [Z, Y, X], leading axes 1 where there are fewer than three.
-    fn dims(&self) -> [usize; 3] {
+    pub fn dims(&self) -> [usize; 3] {
         let mut dims = [1usize; 3];
         dims[4 - self.shape.len()..].copy_from_slice(&self.shape[1..]);
         dims

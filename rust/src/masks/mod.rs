@@ -9,5 +9,6 @@ pub mod counter_rng;
 pub mod counts;
 pub mod fill;
 pub mod gaussian;
+pub mod morph;
 pub mod normals;
 pub mod remap;

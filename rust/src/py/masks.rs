@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 use super::{borrowed, copied_values, to_array};
 use crate::errors::{attached, detached, Error};
 use crate::masks::fill::{self, Batch, Quadric};
-use crate::masks::{approx, blobs, components, counter_rng, counts, gaussian, normals, remap};
+use crate::masks::{
+    approx, blobs, components, counter_rng, counts, gaussian, morph, normals, remap,
+};
 
 /// `label_components(mask) -> (labels, count)`: face-connected components of a uint8 array
 /// of any rank (nonzero = foreground); int64 labels, a component's being its largest C-order
@@ -368,4 +370,21 @@ pub fn gather_separable_u8<'py>(
         .collect();
     let out = attached(|| remap::gather_separable(&data, &shape, &sources))?;
     to_array(py, "gather_separable_u8", &shape, out)
+}
+
+/// `morph_cube_u8(masks, radius, erode) -> uint8 [B, *S]`: the erosion (a voxel keeps its
+/// label where its whole cube of side 2·radius + 1 holds it, outside = 0) or dilation (a
+/// background voxel takes the largest label in its cube) of the label maps [B, *S]
+/// (`qgfast.corrupt.morphology`, cube footprints).
+#[pyfunction]
+pub fn morph_cube_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    radius: usize,
+    erode: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let data = borrowed(&masks);
+    let out = attached(|| morph::cube(&data, Batch { shape: &shape }, radius, erode))?;
+    to_array(py, "morph_cube_u8", &shape, out)
 }
