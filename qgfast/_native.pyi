@@ -118,6 +118,12 @@ def counter_uniforms(
     """float64 [len(samples), len(counters)]: ``qgfast.corrupt.rng.uniform`` of the int64
     sample ids (a column) against the int64 counters (a row); ``seed`` is its low 32 bits."""
 
+def counter_below(
+    seed: int, stream: int, samples: np.ndarray, counters: np.ndarray, p: float
+) -> np.ndarray:
+    """uint8 [samples, counters]: 1 where ``qgfast.corrupt.rng.uniform`` of the pair is
+    below ``p`` (Bernoulli draws)."""
+
 def gather_nearest_u8(masks: np.ndarray, axes: list[list[np.ndarray]]) -> np.ndarray:
     """uint8 [B, *S]: ``qgfast.corrupt.geometry.gather_nearest`` of uint8 masks [B, *S],
     ``axes[a]`` the float64/float32 terms (broadcastable to [B, *S]) of axis a's source."""

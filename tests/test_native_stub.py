@@ -140,6 +140,7 @@ def test_returns_have_the_stated_shape(stub, tmp_path):
         "build_info": lambda: native.build_info(),
         "label_components": lambda: native.label_components(mask),
         "counter_uniforms": lambda: native.counter_uniforms(1, 2, ids, ids),
+        "counter_below": lambda: native.counter_below(1, 2, ids, ids, 0.5),
         "gather_nearest_u8": lambda: native.gather_nearest_u8(mask, [[np.zeros((1, 1, 1))]] * 2),
         "shape_fill_u8": lambda: native.shape_fill_u8(mask),
         "gather_separable_u8": lambda: native.gather_separable_u8(

@@ -124,6 +124,22 @@ def uniform(seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor)
     return _hashed(seed, sample, stream, counter, _to_unit, torch.float64)
 
 
+def below(
+    seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor, p: float
+) -> torch.Tensor:
+    """``uniform(...) < p`` as bool: Bernoulli(p) draws. A CPU [B, 1] sample column against
+    a [1, C] counter row compares in ``qgfast._native`` without the float64 array."""
+    column = sample.dim() == 2 and sample.shape[1] == 1
+    row = counter.dim() == 2 and counter.shape[0] == 1
+    native = native_extension()
+    if column and row and cpu_fast_path(sample, counter) and native is not None:
+        ids = sample[:, 0].to(torch.int64).numpy()
+        counters = counter[0].to(torch.int64).numpy()
+        coins = native.counter_below(seed & _MASK32, stream, ids, counters, float(p))
+        return torch.from_numpy(coins).view(torch.bool)
+    return uniform(seed, sample, stream, counter) < p
+
+
 def _native_uniform(
     seed: int, sample: torch.Tensor, stream: int, counter: torch.Tensor
 ) -> torch.Tensor | None:

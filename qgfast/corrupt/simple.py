@@ -40,8 +40,8 @@ def bernoulli_noise(masks: torch.Tensor, p: float = 0.5, *, seed: int = 0) -> to
         raise ValueError(f"p must be in [0, 1], got {p}")
     b = masks.shape[0]
     voxels = torch.arange(masks[0].numel(), device=masks.device)[None, :]
-    u = rng.uniform(seed, rng.sample_ids(b, masks.device), rng.STREAM_NOISE, voxels)
-    return (u < p).view(masks.shape).to(masks.dtype)
+    coin = rng.below(seed, rng.sample_ids(b, masks.device), rng.STREAM_NOISE, voxels, p)
+    return coin.view(masks.shape).to(masks.dtype)
 
 
 def _outer_and(per_axis: list[torch.Tensor]) -> torch.Tensor:

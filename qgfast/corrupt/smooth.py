@@ -90,9 +90,11 @@ def jagged_band(masks: torch.Tensor, kernel_size: int, *, seed: int = 0) -> torc
         raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
     fg = (masks != 0).to(torch.uint8)
     r = kernel_size // 2
-    band = dilate(fg, r, shape="cube") != erode(fg, r, shape="cube")
+    inner, outer = erode(fg, r, shape="cube"), dilate(fg, r, shape="cube")
     b = masks.shape[0]
     voxels = torch.arange(masks[0].numel(), device=masks.device)[None, :]
-    coin = rng.uniform(seed, rng.sample_ids(b, masks.device), rng.STREAM_NOISE, voxels) < 0.5
-    out = torch.where(band, coin.view(masks.shape), fg.bool())
+    coin = rng.below(seed, rng.sample_ids(b, masks.device), rng.STREAM_NOISE, voxels, 0.5)
+    # erosion ⊆ mask ⊆ dilation: the band (dilation and not erosion) takes the coin, the
+    # rest keeps the mask, which equals both there
+    out = inner | (outer & coin.view(masks.shape).to(torch.uint8))
     return out.to(masks.dtype)

@@ -44,6 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::info::_selftest_fail, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::label_components, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::counter_uniforms, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::counter_below, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::gather_nearest_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::gather_separable_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::shape_fill_u8, m)?)?;

@@ -42,6 +42,36 @@ pub fn uniforms(seed: u32, stream: i64, samples: &[i64], counters: &[i64]) -> Ve
     out
 }
 
+/// Per (sample, counter) pair, 1 where the uniform is below `p` (row-major [samples ×
+/// counters]): `rng.uniform(...) < p` without the float64 array in between.
+pub fn below(seed: u32, stream: i64, samples: &[i64], counters: &[i64], p: f64) -> Vec<u8> {
+    let mut out = vec![0u8; samples.len() * counters.len()];
+    if counters.is_empty() {
+        return out;
+    }
+    for (&sample, row) in samples.iter().zip(out.chunks_exact_mut(counters.len())) {
+        let k = key(seed, sample, stream);
+        #[inline(always)]
+        fn body(k: u32, counters: &[i64], row: &mut [u8], p: f64) {
+            for (out, &c) in row.iter_mut().zip(counters) {
+                *out = u8::from(f64::from(mix(k, c)) * UNIT < p);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            fn avx2(k: u32, counters: &[i64], row: &mut [u8], p: f64) {
+                body(k, counters, row, p)
+            }
+            // SAFETY: the CPU was just checked for AVX2.
+            unsafe { avx2(k, counters, row, p) };
+            continue;
+        }
+        body(k, counters, row, p);
+    }
+    out
+}
+
 /// One key's uniforms; independent lanes, so the loop vectorises (AVX2: eight 32-bit
 /// multiplies an instruction, where SSE2 has none).
 fn fill_row(key: u32, counters: &[i64], row: &mut [f64]) {
@@ -92,6 +122,16 @@ mod tests {
                     fmix_masked(counter.wrapping_mul(0xC2B2_AE3D).wrapping_add(want_key) & M);
                 assert_eq!(i64::from(mix(k, counter)), want);
             }
+        }
+    }
+
+    #[test]
+    fn below_is_the_uniform_compared() {
+        let counters: Vec<i64> = (0..1000).collect();
+        for p in [0.0, 0.3, 0.5, 1.0] {
+            let coins = below(9, 3, &[0, 4], &counters, p);
+            let u = uniforms(9, 3, &[0, 4], &counters);
+            assert!(coins.iter().zip(&u).all(|(&c, &v)| (c == 1) == (v < p)));
         }
     }
 

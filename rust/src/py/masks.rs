@@ -54,6 +54,26 @@ pub fn counter_uniforms<'py>(
     Ok(array.into_pyarray(py))
 }
 
+/// `counter_below(seed, stream, samples, counters, p) -> uint8 [samples × counters]`: 1
+/// where `qgfast.corrupt.rng.uniform` of the pair is below `p` (Bernoulli draws).
+#[pyfunction]
+pub fn counter_below<'py>(
+    py: Python<'py>,
+    seed: u32,
+    stream: i64,
+    samples: PyReadonlyArray1<'py, i64>,
+    counters: PyReadonlyArray1<'py, i64>,
+    p: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let samples: Vec<i64> = samples.as_array().to_vec();
+    let counters: Vec<i64> = counters.as_array().to_vec();
+    let shape = [samples.len(), counters.len()];
+    let values = detached(py, move || {
+        Ok(counter_rng::below(seed, stream, &samples, &counters, p))
+    })?;
+    to_array(py, "counter_below", &shape, values)
+}
+
 /// `gather_nearest_u8(masks, axes) -> uint8 [B, *S]`: the nearest remap of
 /// `qgfast.corrupt.geometry.gather_nearest` for uint8 masks [B, *S]; `axes[a]` lists the
 /// float64/float32 terms (each broadcastable to [B, *S]) summed into axis a's source.
