@@ -228,6 +228,8 @@ class VQMGenerator:
                     if self.op_names[op_id] in ("cross_image", "weak_model"):
                         maps = self._replace_map(op_id, gt, images, rows, k, step_seed, classes)
                         whole.append((idx, maps))
+                        if untouched is not None:
+                            untouched[rows] = False  # written whole below
                     else:
                         op = self._ops[op_id]
                         assert op is not None
@@ -240,7 +242,7 @@ class VQMGenerator:
                             inputs = work.index_select(0, idx)
                         done = _binary(op.fn(inputs, step_seed, scale))
                         _put_rows(work, rows.tolist(), done)
-        if untouched is not None and bool(untouched.any()):  # identity and whole-map copies
+        if untouched is not None and bool(untouched.any()):  # the identity copies
             rows = untouched.nonzero()[:, 0]
             _put_rows(work, rows.tolist(), source.index_select(0, rows.to(gt.device) // k))
         if target_class is None:
@@ -248,7 +250,7 @@ class VQMGenerator:
         else:  # put each corrupted class back into its map: old voxels cleared, new ones set
             out = torch.where(work.bool(), target_class, torch.where(rep == target_class, 0, rep))
         for idx, maps in whole:  # a whole-map copy takes no other op (one-op categories)
-            out[idx] = maps
+            _put_rows(out, idx.tolist(), maps)
         if num_classes is None:
             quality = dice_scores(out, gt, num_classes=1, repeats=k, validate=False)[:, 0]
         else:
@@ -262,8 +264,9 @@ class VQMGenerator:
         sources = (rows // k).to(gt.device)
         if self.op_names[op_id] == "cross_image":
             if gt.shape[0] < 2:
-                return gt[sources]  # no other image in the batch to swap with
-            return gt[cross_image_partners(gt, sources, self.cross_image_fraction, seed)]
+                return gt.index_select(0, sources)  # no other image in the batch to swap with
+            partners = cross_image_partners(gt, sources, self.cross_image_fraction, seed)
+            return gt.index_select(0, partners)
         return self._weak(images, sources, seed, rows).to(gt.dtype).clamp_max(classes - 1)
 
     def _weak(self, images, sources, seed, rows) -> torch.Tensor:

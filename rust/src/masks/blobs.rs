@@ -26,9 +26,12 @@ pub fn kth_candidates(
     let n = u.len() / b;
     let mut linear = vec![0i64; b * n];
     let mut totals = vec![0i64; b];
+    let mut chunk_counts = Vec::with_capacity(voxels.div_ceil(CHUNK));
     for (s, sample) in masks.chunks_exact(voxels.max(1)).enumerate() {
-        let is_candidate = |v: u8| (v != 0) == hole;
-        let total = sample.iter().filter(|&&v| is_candidate(v)).count() as i64;
+        // one vectorised pass counting the candidates of every chunk of the sample
+        chunk_counts.clear();
+        chunk_counts.extend(sample.chunks(CHUNK).map(|c| count_candidates(c, hole)));
+        let total: i64 = chunk_counts.iter().sum();
         totals[s] = total;
         if total == 0 {
             linear[s * n..(s + 1) * n].fill(voxels as i64 - 1);
@@ -41,23 +44,46 @@ pub fn kth_candidates(
             })
             .collect();
         wanted.sort_unstable();
-        let mut seen = -1i64; // candidates counted so far, minus one
-        let mut next = 0;
-        for (v, &value) in sample.iter().enumerate() {
-            if !is_candidate(value) {
-                continue;
-            }
-            seen += 1;
-            while next < n && wanted[next].0 == seen {
-                linear[s * n + wanted[next].1] = v as i64;
+        // walk the chunk counts to the chunk holding each wanted candidate, then its voxels
+        let (mut before, mut next) = (0i64, 0usize);
+        for (c, &count) in chunk_counts.iter().enumerate() {
+            while next < n && wanted[next].0 < before + count {
+                let mut rank = wanted[next].0 - before;
+                let start = c * CHUNK;
+                for (offset, &v) in sample[start..(start + CHUNK).min(voxels)]
+                    .iter()
+                    .enumerate()
+                {
+                    if (v != 0) == hole {
+                        if rank == 0 {
+                            linear[s * n + wanted[next].1] = (start + offset) as i64;
+                            break;
+                        }
+                        rank -= 1;
+                    }
+                }
                 next += 1;
             }
+            before += count;
             if next == n {
                 break;
             }
         }
     }
     Ok((linear, totals))
+}
+
+/// Voxels a chunk of the candidate search: counted in one vector pass, searched one by one
+/// only where a wanted candidate falls.
+const CHUNK: usize = 256;
+
+fn count_candidates(chunk: &[u8], hole: bool) -> i64 {
+    let foreground = chunk.iter().map(|&v| u32::from(v != 0)).sum::<u32>() as i64;
+    if hole {
+        foreground
+    } else {
+        chunk.len() as i64 - foreground
+    }
 }
 
 /// Sets to `fill` every voxel inside the blobs: centres [B, n, nd] voxel coordinates, axes
@@ -149,6 +175,30 @@ mod tests {
         let (linear, totals) = kth_candidates(&masks, batch, false, &[0.6, 0.0, 0.0, 0.9]).unwrap();
         assert_eq!(totals, vec![2, 3]);
         assert_eq!(linear, vec![3, 0, 1, 3]);
+    }
+
+    #[test]
+    fn chunked_search_finds_the_same_candidates_as_a_scan() {
+        let n = 3 * CHUNK + 17;
+        let masks: Vec<u8> = (0..2 * n)
+            .map(|i| u8::from((i * 7 + i / 13) % 5 < 2))
+            .collect();
+        let u = [0.0, 0.999, 0.37, 0.5, 0.51, 0.01];
+        for hole in [true, false] {
+            let (linear, totals) =
+                kth_candidates(&masks, Batch { shape: &[2, n] }, hole, &u).unwrap();
+            for s in 0..2 {
+                let candidates: Vec<usize> = (0..n)
+                    .filter(|&v| (masks[s * n + v] != 0) == hole)
+                    .collect();
+                assert_eq!(totals[s], candidates.len() as i64);
+                for j in 0..3 {
+                    let k = ((u[s * 3 + j] * candidates.len() as f64) as usize)
+                        .min(candidates.len() - 1);
+                    assert_eq!(linear[s * 3 + j], candidates[k] as i64);
+                }
+            }
+        }
     }
 
     #[test]
