@@ -197,5 +197,12 @@ def morph_cube_u8(masks: np.ndarray, radius: int, erode: bool) -> np.ndarray:
     2·radius + 1 holds it; outside = 0) or dilation (background takes the largest label in
     its cube) of the label maps [B, *S] (``qgfast.corrupt.morphology``, cube footprints)."""
 
+def elastic_u8(
+    masks: np.ndarray, alpha: float, taps: np.ndarray, seed: int, stream: int, samples: np.ndarray
+) -> np.ndarray:
+    """uint8 [B, *S]: the masks remapped through x + d(x), d the float32 α·N(0, 1) noise of
+    ``qgfast.corrupt.warp._normal`` (per sample key) smoothed with ``taps`` along every axis
+    (``warp.elastic``'s CPU fast path in one call)."""
+
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""

@@ -21,7 +21,7 @@ from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
 from qgfast.corrupt.blocking import blocks
 from qgfast.corrupt.geometry import axis_coords, axis_view, gather_nearest
-from qgfast.corrupt.smooth import gaussian_filter
+from qgfast.corrupt.smooth import _taps, gaussian_filter
 
 
 def _normal(seed: int, b: int, stream: int, count: int, device: torch.device) -> torch.Tensor:
@@ -64,6 +64,14 @@ def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -
     ``elastic_displacement``."""
     check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
+    native = native_extension()
+    if native is not None and masks.dtype == torch.uint8 and cpu_fast_path(masks) and b:
+        # the same three native steps as below (noise, filter, remap) in one call
+        ids = rng.sample_ids(b, masks.device)[:, 0].numpy()
+        taps = _taps(2 * math.ceil(3 * sigma) + 1, sigma, torch.float32, masks.device).numpy()
+        volumes = masks.reshape(b, *spatial).contiguous().numpy()
+        out = native.elastic_u8(volumes, alpha, taps, seed & 0xFFFFFFFF, rng.STREAM_ELASTIC, ids)
+        return torch.from_numpy(out).view(masks.shape)
     field = elastic_displacement(b, spatial, alpha, sigma, seed, masks.device)
     grids = axis_coords(spatial, masks.device)
     return gather_nearest(masks, [[grids[a], field[:, a]] for a in range(len(spatial))])

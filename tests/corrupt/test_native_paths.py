@@ -83,6 +83,15 @@ def test_normals_agree_to_float_rounding():
     torch.testing.assert_close(fast, slow, rtol=0, atol=5e-6)
 
 
+@pytest.mark.parametrize("shape", [(37, 29), (13, 11, 9)])
+def test_the_one_call_elastic_is_its_three_steps(shape):
+    masks = _masks(shape)
+    field = warp.elastic_displacement(masks.shape[0], shape, 3.5, 1.5, 2, torch.device("cpu"))
+    grids = geometry.axis_coords(shape, torch.device("cpu"))
+    steps = geometry.gather_nearest(masks, [[grids[a], field[:, a]] for a in range(len(shape))])
+    assert torch.equal(warp.elastic(masks, 3.5, 1.5, seed=2), steps)
+
+
 @pytest.mark.parametrize("shape", [(37, 29), (13, 11, 9), (40,)])
 def test_profiles_and_moments_are_the_same_integers(shape):
     masks = _masks(shape) if len(shape) > 1 else (torch.rand(3, 1, 40) > 0.5).to(torch.uint8)

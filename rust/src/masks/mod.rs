@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod components;
 pub mod counter_rng;
 pub mod counts;
+pub mod elastic;
 pub mod fill;
 pub mod gaussian;
 pub mod morph;

@@ -11,6 +11,7 @@
 use crate::errors::Error;
 
 /// The values of one term: float64, or float32 widened when read.
+#[derive(Clone)]
 pub enum Values {
     F64(Vec<f64>),
     F32(Vec<f32>),
@@ -18,6 +19,7 @@ pub enum Values {
 
 /// One term of a source coordinate: C-order values of shape `shape` (each dim 1 or the
 /// map's), broadcast over [B, *S].
+#[derive(Clone)]
 pub struct Term {
     pub values: Values,
     pub shape: Vec<usize>,

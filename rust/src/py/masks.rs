@@ -10,7 +10,7 @@ use super::{borrowed, copied_values, to_array};
 use crate::errors::{attached, detached, Error};
 use crate::masks::fill::{self, Batch, Quadric};
 use crate::masks::{
-    approx, blobs, components, counter_rng, counts, gaussian, morph, normals, remap,
+    approx, blobs, components, counter_rng, counts, elastic, gaussian, morph, normals, remap,
 };
 
 /// `label_components(mask) -> (labels, count)`: face-connected components of a uint8 array
@@ -407,4 +407,29 @@ pub fn morph_cube_u8<'py>(
     let data = borrowed(&masks);
     let out = attached(|| morph::cube(&data, Batch { shape: &shape }, radius, erode))?;
     to_array(py, "morph_cube_u8", &shape, out)
+}
+
+/// `elastic_u8(masks, alpha, taps, seed, stream, samples) -> uint8 [B, *S]`: the masks
+/// [B, *S] remapped through x + d(x), d = the float32 α·N(0, 1) noise of
+/// `qgfast.corrupt.warp._normal` (per sample key) smoothed with `taps` along every axis
+/// (`qgfast.corrupt.warp.elastic`'s CPU fast path, in one call).
+#[pyfunction]
+pub fn elastic_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    alpha: f32,
+    taps: PyReadonlyArray1<'py, f32>,
+    seed: u32,
+    stream: i64,
+    samples: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let taps: Vec<f32> = taps.as_array().to_vec();
+    let samples: Vec<i64> = samples.as_array().to_vec();
+    let probe = shape.clone();
+    let out = detached(py, move || {
+        elastic::elastic(&data, &probe, alpha, &taps, seed, stream, &samples)
+    })?;
+    to_array(py, "elastic_u8", &shape, out)
 }
