@@ -204,5 +204,9 @@ def elastic_u8(
     ``qgfast.corrupt.warp._normal`` (per sample key) smoothed with ``taps`` along every axis
     (``warp.elastic``'s CPU fast path in one call)."""
 
+def smooth_threshold_u8(masks: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """uint8 [B, *S]: each sample's foreground as 0/1 float32, filtered with ``taps`` (as
+    ``gaussian_filter_f32``), kept where above 0.5 (``smooth.gaussian_smooth``'s fast path)."""
+
 def _selftest_fail(kind: str) -> None:
     """Test hook: ``"error"`` raises ValueError, ``"panic"`` raises NativeError."""

@@ -164,6 +164,9 @@ def test_returns_have_the_stated_shape(stub, tmp_path):
         "select_components_u8": lambda: native.select_components_u8(mask),
         "counter_normals": lambda: native.counter_normals(1, 8, ids, 5),
         "morph_cube_u8": lambda: native.morph_cube_u8(mask, 1, True),
+        "smooth_threshold_u8": lambda: native.smooth_threshold_u8(
+            mask, np.array([0.25, 0.5, 0.25], np.float32)
+        ),
         "elastic_u8": lambda: native.elastic_u8(
             mask, 2.0, np.array([0.25, 0.5, 0.25], np.float32), 1, 8, ids[:2]
         ),

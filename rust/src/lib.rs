@@ -60,5 +60,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::masks::label_counts_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::morph_cube_u8, m)?)?;
     m.add_function(wrap_pyfunction!(py::masks::elastic_u8, m)?)?;
+    m.add_function(wrap_pyfunction!(py::masks::smooth_threshold_u8, m)?)?;
     Ok(())
 }

@@ -92,6 +92,16 @@ def test_the_one_call_elastic_is_its_three_steps(shape):
     assert torch.equal(warp.elastic(masks, 3.5, 1.5, seed=2), steps)
 
 
+@pytest.mark.parametrize("shape", [(37, 29), (13, 11, 9)])
+@pytest.mark.parametrize("kernel", [3, 11])
+def test_the_one_call_smoothing_is_its_steps(shape, kernel):
+    masks = _masks(shape) * 3  # any nonzero label is foreground
+    blurred = smooth.gaussian_filter(
+        (masks != 0).to(torch.float32), kernel, smooth.opencv_sigma(kernel)
+    )
+    assert torch.equal(smooth.gaussian_smooth(masks, kernel), (blurred > 0.5).to(torch.uint8))
+
+
 @pytest.mark.parametrize("shape", [(37, 29), (13, 11, 9), (40,)])
 def test_profiles_and_moments_are_the_same_integers(shape):
     masks = _masks(shape) if len(shape) > 1 else (torch.rand(3, 1, 40) > 0.5).to(torch.uint8)

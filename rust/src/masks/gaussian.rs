@@ -30,6 +30,31 @@ pub fn filter(values: &mut [f32], shape: &[usize], taps: &[f32]) -> Result<(), E
     Ok(())
 }
 
+/// `smooth.gaussian_smooth` of uint8 masks [B, *S]: each sample's 0/1 foreground (nonzero)
+/// as float32, filtered with `taps`, kept where above 0.5 — sample by sample, in the cache.
+/// The same filter as `filter`, so the same voxels as the Python steps around it.
+pub fn smooth_threshold(masks: &[u8], shape: &[usize], taps: &[f32]) -> Result<Vec<u8>, Error> {
+    check(masks.len(), shape, taps)?;
+    let voxels: usize = shape[1..].iter().product();
+    let mut sample_shape = vec![1];
+    sample_shape.extend_from_slice(&shape[1..]);
+    let mut out = vec![0u8; masks.len()];
+    let mut values = vec![0.0f32; voxels];
+    for (mask, target) in masks
+        .chunks_exact(voxels.max(1))
+        .zip(out.chunks_exact_mut(voxels.max(1)))
+    {
+        for (v, &m) in values.iter_mut().zip(mask) {
+            *v = f32::from(u8::from(m != 0));
+        }
+        filter(&mut values, &sample_shape, taps)?;
+        for (t, &v) in target.iter_mut().zip(&values) {
+            *t = u8::from(v > 0.5);
+        }
+    }
+    Ok(out)
+}
+
 fn check(len: usize, shape: &[usize], taps: &[f32]) -> Result<(), Error> {
     if shape.len() < 2 || shape.iter().product::<usize>() != len {
         return Err(Error::InvalidArgument(format!(

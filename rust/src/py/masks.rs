@@ -433,3 +433,20 @@ pub fn elastic_u8<'py>(
     })?;
     to_array(py, "elastic_u8", &shape, out)
 }
+
+/// `smooth_threshold_u8(masks, taps) -> uint8 [B, *S]`: each sample's foreground (nonzero)
+/// as 0/1 float32, filtered with the odd symmetric `taps` (as `gaussian_filter_f32`), kept
+/// where above 0.5 (`qgfast.corrupt.smooth.gaussian_smooth`'s CPU fast path).
+#[pyfunction]
+pub fn smooth_threshold_u8<'py>(
+    py: Python<'py>,
+    masks: PyReadonlyArrayDyn<'py, u8>,
+    taps: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = masks.shape().to_vec();
+    let data = copied_values(&masks);
+    let taps: Vec<f32> = taps.as_array().to_vec();
+    let probe = shape.clone();
+    let out = detached(py, move || gaussian::smooth_threshold(&data, &probe, &taps))?;
+    to_array(py, "smooth_threshold_u8", &shape, out)
+}
