@@ -153,20 +153,86 @@ pub fn quadric_fill(batch: Batch, form: &Quadric) -> Result<Vec<u8>, Error> {
                 .map(|(i, j)| c(i, j) * d[i] * d[j])
                 .collect();
             let factors: Vec<f64> = (0..last).map(|i| c(i, last) * d[i]).collect();
-            for (o, &e) in row.iter_mut().zip(&dx) {
-                let t = cxx * e * e;
-                let mut q = if last == 0 { t } else { head + t };
-                for &p in &pairs_fixed {
-                    q += p;
-                }
-                for &f in &factors {
-                    q += f * e;
-                }
-                *o = u8::from(q <= limit);
-            }
+            quadric_row(row, &dx, cxx, head, &pairs_fixed, &factors, limit);
         }
     }
     Ok(out)
+}
+
+/// One row of `quadric_fill`: q = head + (cxx·e)·e, then the fixed pairs, then each
+/// factor·e, with e = x − μ along the row; specialised by how many terms follow so the loop
+/// vectorises (the order of the additions is the reference's in every case).
+fn quadric_row(
+    row: &mut [u8],
+    dx: &[f64],
+    cxx: f64,
+    head: f64,
+    pairs: &[f64],
+    factors: &[f64],
+    limit: f64,
+) {
+    #[inline(always)]
+    fn body(
+        row: &mut [u8],
+        dx: &[f64],
+        cxx: f64,
+        head: f64,
+        pairs: &[f64],
+        factors: &[f64],
+        limit: f64,
+    ) {
+        match (pairs, factors) {
+            ([], []) => {
+                for (o, &e) in row.iter_mut().zip(dx) {
+                    *o = u8::from(cxx * e * e <= limit);
+                }
+            }
+            ([], &[f0]) => {
+                for (o, &e) in row.iter_mut().zip(dx) {
+                    *o = u8::from(head + cxx * e * e + f0 * e <= limit);
+                }
+            }
+            (&[p01], &[f0, f1]) => {
+                for (o, &e) in row.iter_mut().zip(dx) {
+                    *o = u8::from(head + cxx * e * e + p01 + f0 * e + f1 * e <= limit);
+                }
+            }
+            _ => {
+                for (o, &e) in row.iter_mut().zip(dx) {
+                    let mut q = if factors.is_empty() {
+                        cxx * e * e
+                    } else {
+                        head + cxx * e * e
+                    };
+                    for &p in pairs {
+                        q += p;
+                    }
+                    for &f in factors {
+                        q += f * e;
+                    }
+                    *o = u8::from(q <= limit);
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            row: &mut [u8],
+            dx: &[f64],
+            cxx: f64,
+            head: f64,
+            pairs: &[f64],
+            factors: &[f64],
+            limit: f64,
+        ) {
+            body(row, dx, cxx, head, pairs, factors, limit)
+        }
+        // SAFETY: the CPU was just checked for AVX2.
+        return unsafe { avx2(row, dx, cxx, head, pairs, factors, limit) };
+    }
+    body(row, dx, cxx, head, pairs, factors, limit)
 }
 
 /// Per sample, the `count[b]` voxels of smallest z = Σ_a ((x_a − μ_a) / s_a)², ties at the
