@@ -58,30 +58,41 @@ fn chain<'a>(points: impl Iterator<Item = &'a [i64; 2]>) -> Vec<[i64; 2]> {
 /// offset d from the centroid has d·ray ≥ |d|·`cos_half`; rays with none are dropped.
 pub fn star(fg: &[u8], h: usize, w: usize, rays: &[[f64; 2]], cos_half: f64) -> Polygon {
     let (mut n, mut sum) = (0i64, [0i64; 2]);
-    for (i, _) in fg[..h * w].iter().enumerate().filter(|(_, &v)| v != 0) {
-        n += 1;
-        sum[0] += (i / w) as i64;
-        sum[1] += (i % w) as i64;
+    for (r, row) in fg[..h * w].chunks_exact(w).enumerate() {
+        let (mut count, mut first) = (0i64, 0i64);
+        for (c, &v) in row.iter().enumerate() {
+            let f = i64::from(v != 0);
+            count += f;
+            first += f * c as i64;
+        }
+        n += count;
+        sum[0] += count * r as i64;
+        sum[1] += first;
     }
     let centre = [sum[0] as f64 / n as f64, sum[1] as f64 / n as f64];
-    // per ray: (radius, pixel) of the farthest so far
-    let mut best: Vec<Option<(f64, [usize; 2])>> = vec![None; rays.len()];
-    for (i, _) in fg[..h * w].iter().enumerate().filter(|(_, &v)| v != 0) {
-        let p = [i / w, i % w];
-        let d = [p[0] as f64 - centre[0], p[1] as f64 - centre[1]];
-        let radius = (d[0] * d[0] + d[1] * d[1]).sqrt();
-        let bound = radius * cos_half;
-        for (ray, slot) in rays.iter().zip(best.iter_mut()) {
-            let dot = d[0] * ray[0] + d[1] * ray[1];
-            if dot >= bound && slot.is_none_or(|(r, _)| radius > r) {
-                *slot = Some((radius, p));
+    // per ray: the radius and pixel of the farthest so far (radius −∞: none yet)
+    let mut best_radius = vec![f64::NEG_INFINITY; rays.len()];
+    let mut best_pixel = vec![[0usize; 2]; rays.len()];
+    for (r, row) in fg[..h * w].chunks_exact(w).enumerate() {
+        let d0 = r as f64 - centre[0];
+        for (c, _) in row.iter().enumerate().filter(|(_, &v)| v != 0) {
+            let d = [d0, c as f64 - centre[1]];
+            let radius = (d[0] * d[0] + d[1] * d[1]).sqrt();
+            let bound = radius * cos_half;
+            for ((ray, best), pixel) in rays.iter().zip(&mut best_radius).zip(&mut best_pixel) {
+                let dot = d[0] * ray[0] + d[1] * ray[1];
+                // selects, not a branch: which ray a pixel improves is unpredictable
+                let take = (dot >= bound) & (radius > *best);
+                *best = if take { radius } else { *best };
+                *pixel = if take { [r, c] } else { *pixel };
             }
         }
     }
-    let corners: Polygon = best
+    let corners: Polygon = best_radius
         .iter()
-        .flatten()
-        .map(|&(_, p)| [p[0] as f64, p[1] as f64])
+        .zip(&best_pixel)
+        .filter(|(r, _)| r.is_finite())
+        .map(|(_, p)| [p[0] as f64, p[1] as f64])
         .collect();
     if corners.is_empty() {
         vec![centre]
