@@ -27,6 +27,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -165,7 +166,24 @@ def bench_generator(rec: Recorder, quick: bool) -> None:
                 min_run_time=0.05 if quick else 12.0,  # >= 3 calls of a few seconds
                 measure_memory=False,
                 items=b * k,
+                extra={"quality": _quality_summary(provider, fn())},
             )
+
+
+def _quality_summary(provider: str, result) -> dict[str, float]:
+    """Mean and quartiles of one call's quality targets (Dice), so a row shows that the
+    providers draw the same distribution, not only how fast they draw it."""
+    if provider == "qgfast":
+        q = result.quality.double().numpy()
+    elif provider == "authors-published-cpu":
+        q = np.array([dice for _, dice, _ in result], dtype=np.float64)
+    else:
+        q = np.asarray(result[1], dtype=np.float64)
+    quartiles = np.quantile(q, [0.25, 0.5, 0.75])
+    return {
+        "mean": round(float(q.mean()), 3),
+        **{f"q{p}": round(float(v), 3) for p, v in zip((25, 50, 75), quartiles, strict=True)},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("morphology", "generator"), help="one part (default: both)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch and OpenCV (1: per-core rows; default: torch's own)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+        try:
+            import cv2
+
+            cv2.setNumThreads(args.threads)
+        except ImportError:
+            pass
     device = default_device()
     rec = Recorder(args.out, device)
     radii = args.radii or ([1, 3, 5] if device.type == "cuda" and not args.quick else [3])

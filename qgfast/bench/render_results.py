@@ -64,7 +64,11 @@ def _key(row: Row) -> tuple[str, ...]:
 def _fmt_extra(extra: dict[str, object]) -> str:
     parts = []
     for k, v in extra.items():
-        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+        if isinstance(v, dict):  # a summary (the generator's quality targets): k mean/q50
+            v = " ".join(f"{n}={x:.3g}" for n, x in v.items())
+            parts.append(f"{k}: {v}")
+        else:
+            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return ", ".join(parts)
 
 
