@@ -131,6 +131,17 @@ def bench_morphology(rec: Recorder, device: torch.device, radii: list[int], quic
                         )
 
 
+# The category probabilities of the published generator's CorruptionConfig (its defaults;
+# the paper's, qgfast's default, has 0.20 identity and 0.10 cross-image).
+RELEASE_MIX = {
+    "identity": 0.12,
+    "single": 0.28,
+    "chained": 0.18,
+    "cross_image": 0.18,
+    "heavy": 0.12,
+    "catastrophic": 0.05,
+    "blob": 0.07,
+}
 GENERATOR_CASES = {"paper-2D 32x50": (32, 50, (224, 224)), "LA-3D 4x8": (4, 8, (112, 112, 80))}
 QUICK_GENERATOR_CASES = {"tiny-2D 4x3": (4, 3, (48, 40))}
 
@@ -142,12 +153,19 @@ def bench_generator(rec: Recorder, quick: bool) -> None:
     from qgfast.corrupt import VQMGenerator
 
     gen = VQMGenerator()
+    release = VQMGenerator(categories=RELEASE_MIX)
     published = published_generator.load() if rec.device.type == "cpu" else None
     device = rec.device
     cases = QUICK_GENERATOR_CASES if quick else GENERATOR_CASES
     for name, (b, k, spatial) in cases.items():
         masks = blob_masks((b, 1, *spatial), device, fraction=0.2)
         runs = {"qgfast": lambda masks=masks, k=k: gen.generate(masks, k=k, seed=0)}
+        if published is not None and len(spatial) == 2:
+            # the release's category mixture (more cross-image copies, fewer identities than
+            # the paper's default): the published generator's own target distribution
+            runs["qgfast-release-mix"] = lambda masks=masks, k=k: release.generate(
+                masks, k=k, seed=0
+            )
         if device.type == "cpu":
             np_masks = masks[:, 0].numpy().astype(bool)
             runs["authors-style-cpu"] = lambda m=np_masks, k=k: authors_style_generator.generate(
@@ -173,7 +191,7 @@ def bench_generator(rec: Recorder, quick: bool) -> None:
 def _quality_summary(provider: str, result) -> dict[str, float]:
     """Mean and quartiles of one call's quality targets (Dice), so a row shows that the
     providers draw the same distribution, not only how fast they draw it."""
-    if provider == "qgfast":
+    if provider.startswith("qgfast"):
         q = result.quality.double().numpy()
     elif provider == "authors-published-cpu":
         q = np.array([dice for _, dice, _ in result], dtype=np.float64)

@@ -14,7 +14,9 @@
 //! Each layer uses only those below it (`tests/test_rust_layout.py` checks).
 //!
 //! Boundary rules: every function that does work runs through [`errors::detached`] (GIL
-//! released, panics caught), and every failure reaches Python as an exception.
+//! released, panics caught) or, for a single quick pass over a large read-only numpy
+//! buffer it borrows, [`errors::attached`] (GIL held, panics caught); every failure reaches
+//! Python as an exception.
 use pyo3::prelude::*;
 
 mod augment;

@@ -1,7 +1,9 @@
-//! The native fast paths of the corruption engine (`qgfast.corrupt`): connected components,
-//! shape approximations (convex hull, star polygon), the counter-based RNG, the nearest
-//! remap of geometric corruptions and the banded Gaussian filter. Each mirrors a Python
-//! reference (bit for bit, the filter to float rounding); none depends on the loader.
+//! The native CPU fast paths of the corruption engine (`qgfast.corrupt`): connected
+//! components, shape approximations and fills, blobs, cube morphology, the counter-based
+//! RNG (uniforms, Bernoulli draws, normals), nearest remaps, the banded Gaussian filter and
+//! smoothing, the one-call elastic deformation, and label overlap counts. Each mirrors a
+//! Python reference bit for bit, except the filter and the normals (and what uses them),
+//! which agree to float32 rounding; none depends on the loader.
 pub mod approx;
 pub mod blobs;
 pub mod components;
