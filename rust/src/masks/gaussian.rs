@@ -80,7 +80,7 @@ const LANES: usize = 32;
 /// twice is the same). None when n < LANES (the caller's scalar loop then takes the row).
 fn block_starts(n: usize) -> impl Iterator<Item = usize> {
     let full = if n < LANES { 0 } else { n / LANES };
-    let tail = (n >= LANES && !n.is_multiple_of(LANES)).then_some(n - LANES);
+    let tail = (n >= LANES && !n.is_multiple_of(LANES)).then(|| n - LANES);
     (0..full).map(|c| c * LANES).chain(tail)
 }
 
