@@ -13,6 +13,8 @@ def check_masks(masks: torch.Tensor) -> None:
         raise ValueError(f"masks must be (B, 1, H, W) or (B, 1, H, W, D), got {tuple(masks.shape)}")
     if masks.shape[0] == 0:
         raise ValueError("masks is an empty batch (B = 0)")
+    if masks.numel() == 0:
+        raise ValueError(f"masks have an empty spatial axis: {tuple(masks.shape)}")
     if masks.is_floating_point() or masks.is_complex():
         raise TypeError(
             f"masks must be an integer or bool label map, got {masks.dtype}; threshold "

@@ -118,6 +118,7 @@ def test_bool_masks_round_trip() -> None:
         (torch.rand(2, 1, 5, 5), 1, TypeError, "integer or bool label map"),
         (torch.zeros(2, 5, 5, dtype=torch.uint8), 1, ValueError, r"\(B, 1, H, W\)"),
         (torch.zeros(0, 1, 5, 5, dtype=torch.uint8), 1, ValueError, "empty batch"),
+        (torch.zeros(2, 1, 4, 0, dtype=torch.uint8), 1, ValueError, "empty spatial axis"),
         (torch.zeros(2, 1, 5, 5, dtype=torch.uint8), -1, ValueError, "radius must be >= 0"),
         (torch.zeros(2, 1, 5, 5, dtype=torch.uint8), 6, ValueError, "larger than the volume"),
         (

@@ -13,6 +13,9 @@ use crate::errors::Error;
 /// (all but the first) with the odd, symmetric `taps`.
 pub fn filter(values: &mut [f32], shape: &[usize], taps: &[f32]) -> Result<(), Error> {
     check(values.len(), shape, taps)?;
+    if values.is_empty() {
+        return Ok(()); // an empty axis: nothing to filter
+    }
     let mut scratch = Vec::new();
     for axis in 1..shape.len() {
         let length = shape[axis];
@@ -277,6 +280,7 @@ mod tests {
         assert!(filter(&mut v, &[3, 4], &[0.2, 0.5, 0.3]).is_err());
         assert!(filter(&mut v, &[3, 5], &[1.0]).is_err());
         assert!(filter(&mut v, &[12], &[1.0]).is_err());
+        assert!(filter(&mut [], &[2, 0, 5], &[0.25, 0.5, 0.25]).is_ok());
     }
 }
 

@@ -261,6 +261,9 @@ pub fn gather_separable(
             sources.len()
         )));
     }
+    if masks.is_empty() {
+        return Ok(Vec::new()); // an empty axis: nothing to gather
+    }
     let (b, nz, ny, nx) = (dims[0], dims[1], dims[2], dims[3]);
     let per_sample = nz * ny * nx;
     // the per-axis sources of the padded [Z, Y, X] (a missing axis reads index 0)
@@ -330,6 +333,8 @@ mod tests {
         let out = gather_separable(&masks, &[1, 2, 3], &[vec![1, -1], vec![2, 0, 0]]).unwrap();
         assert_eq!(out, vec![6, 4, 4, 0, 0, 0]);
         assert!(gather_separable(&masks, &[1, 2, 3], &[vec![2, 0], vec![0, 0, 0]]).is_err());
+        let empty = gather_separable(&[], &[2, 4, 0], &[vec![0; 8], vec![]]).unwrap();
+        assert!(empty.is_empty());
     }
 
     #[test]
