@@ -17,9 +17,10 @@ import math
 
 import torch
 
-from qgfast.backend import cpu_fast_path, native_extension, select_backend
+from qgfast.backend import select_backend
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt._fast import native_u8
 from qgfast.reference import blobs as reference
 
 
@@ -80,9 +81,8 @@ def _kth_candidates(
     there is none) [B, n], and the candidate totals [B, 1]. CPU uint8 masks (unless a
     backend is forced) count in one pass in ``qgfast._native``: the same integers."""
     b = masks.shape[0]
-    native = native_extension()
-    if native is not None and cpu_fast_path(masks) and masks.dtype == torch.uint8 and b:
-        volumes = masks.reshape(b, *masks.shape[2:]).contiguous().numpy()
+    if b and (fast := native_u8(masks)) is not None:
+        native, volumes = fast
         linear, total = native.kth_candidates_u8(volumes, hole, u.contiguous().numpy())
         return torch.from_numpy(linear), torch.from_numpy(total)[:, None]
     flat = masks.reshape(b, -1)
@@ -143,9 +143,9 @@ def add_blobs(
         stretch = 1.0 if elongation is None else max(1.0, elongation[1])
         max_axis = math.ceil(radius_range[1] * stretch)
         out = paint_blobs(x, centres, axes, fill, max_axis=max_axis)
-    elif (native := native_extension()) is not None and cpu_fast_path(x) and x.dtype == torch.uint8:
+    elif (fast := native_u8(x)) is not None:
         # each blob's box walked in Rust, the reference's integer test: bit for bit
-        volumes = x.reshape(x.shape[0], *x.shape[2:]).contiguous().numpy()
+        native, volumes = fast
         painted = native.paint_blobs_u8(volumes, centres.numpy(), axes.numpy(), fill)
         out = torch.from_numpy(painted).view(x.shape)
     else:

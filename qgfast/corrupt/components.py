@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from qgfast.backend import cpu_fast_path, native_extension
+from qgfast.backend import native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt._fast import native_u8
 
 
 def _neighbour_max(lab: torch.Tensor) -> torch.Tensor:
@@ -81,10 +82,10 @@ def _sizes(lab: torch.Tensor) -> torch.Tensor:
 def _native_select(masks: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor | None:
     """Both selections in one native pass (labels, sizes, choice) for CPU uint8 masks, or
     None where that does not apply; the same labels and rules, so the same output."""
-    native = native_extension()
-    if native is None or not cpu_fast_path(masks) or masks.dtype != torch.uint8:
+    fast = native_u8(masks)
+    if fast is None:
         return None
-    volumes = masks.reshape(masks.shape[0], *masks.shape[2:]).contiguous().numpy()
+    native, volumes = fast
     picks = None if u is None else u.contiguous().numpy()
     return torch.from_numpy(native.select_components_u8(volumes, picks)).view(masks.shape)
 

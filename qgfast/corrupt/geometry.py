@@ -18,6 +18,7 @@ import torch
 from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt._fast import native_u8
 from qgfast.corrupt.blocking import blocks, take
 
 
@@ -62,11 +63,9 @@ def cross_moments(masks: torch.Tensor) -> torch.Tensor:
     integers)."""
     b, spatial = masks.shape[0], masks.shape[2:]
     nd = len(spatial)
-    native = native_extension()
-    if native is not None and cpu_fast_path(masks) and masks.dtype == torch.uint8:
-        return torch.from_numpy(
-            native.cross_moments_u8(masks.reshape(b, *spatial).contiguous().numpy())
-        )
+    if (fast := native_u8(masks)) is not None:
+        native, volumes = fast
+        return torch.from_numpy(native.cross_moments_u8(volumes))
     fg = (masks.reshape(b, *spatial) != 0).to(torch.int64)
     grids = [g.to(torch.int64) for g in axis_coords(spatial, masks.device)]
     sums = []
@@ -86,9 +85,8 @@ def axis_profiles(masks: torch.Tensor) -> list[torch.Tensor]:
     (unless a backend is forced) count in one pass in ``qgfast._native``; the counts are
     integers, so both paths agree exactly."""
     b, spatial = masks.shape[0], masks.shape[2:]
-    native = native_extension()
-    if native is not None and cpu_fast_path(masks) and masks.dtype == torch.uint8:
-        volumes = masks.reshape(b, *spatial).contiguous().numpy()
+    if (fast := native_u8(masks)) is not None:
+        native, volumes = fast
         return [torch.from_numpy(p) for p in native.axis_profiles_u8(volumes)]
     fg = (masks.reshape(b, *spatial) != 0).to(torch.int64)
     nd = len(spatial)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from qgfast.backend import cpu_fast_path, native_extension, select_backend
+from qgfast.backend import cpu_fast_path, select_backend
 from qgfast.corrupt import morphology_packed as packed
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt._fast import native_u8
 from qgfast.reference import morphology as reference
 
 _SHAPES = ("ball", "cube")
@@ -80,9 +81,8 @@ def _one_radius(x: torch.Tensor, radius: int, shape: str, erode: bool) -> torch.
     """Off CUDA: the bit-packed path on CPU unless the reference is forced or x holds more
     classes than it takes, else the reference. Cube footprints of uint8 maps go through
     ``qgfast._native`` instead: separable running minima and maxima, the same result."""
-    native = native_extension()
-    if native is not None and shape == "cube" and x.dtype == torch.uint8 and cpu_fast_path(x):
-        volumes = x.reshape(x.shape[0], *x.shape[2:]).contiguous().numpy()
+    if shape == "cube" and (fast := native_u8(x)) is not None:
+        native, volumes = fast
         return torch.from_numpy(native.morph_cube_u8(volumes, radius, erode)).view(x.shape)
     if cpu_fast_path(x):
         result = (packed.erode if erode else packed.dilate)(x, radius, shape)  # type: ignore[arg-type]

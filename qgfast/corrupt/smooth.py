@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt._fast import native_u8
 from qgfast.corrupt.morphology import dilate, erode
 
 
@@ -77,11 +78,10 @@ def gaussian_filter(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Te
 def gaussian_smooth(masks: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Blur the 0/1 mask with OpenCV's Gaussian of side ``kernel_size``, keep > 0.5."""
     check_masks(masks)
-    native = native_extension()
-    if native is not None and masks.dtype == torch.uint8 and cpu_fast_path(masks):
+    if (fast := native_u8(masks)) is not None:
         # the native filter's steps around it fused, sample by sample: the same voxels
+        native, volumes = fast
         taps = _taps(kernel_size, opencv_sigma(kernel_size), torch.float32, masks.device)
-        volumes = masks.reshape(masks.shape[0], *masks.shape[2:]).contiguous().numpy()
         out = native.smooth_threshold_u8(volumes, taps.numpy())
         return torch.from_numpy(out).view(masks.shape)
     x = (masks != 0).to(torch.float32)

@@ -19,6 +19,7 @@ import torch
 from qgfast.backend import cpu_fast_path, native_extension
 from qgfast.corrupt import rng
 from qgfast.corrupt._checks import check_masks
+from qgfast.corrupt._fast import native_u8
 from qgfast.corrupt.blocking import blocks
 from qgfast.corrupt.geometry import axis_coords, axis_view, gather_nearest
 from qgfast.corrupt.smooth import _taps, gaussian_filter
@@ -64,12 +65,11 @@ def elastic(masks: torch.Tensor, alpha: float, sigma: float, *, seed: int = 0) -
     ``elastic_displacement``."""
     check_masks(masks)
     b, spatial = masks.shape[0], masks.shape[2:]
-    native = native_extension()
-    if native is not None and masks.dtype == torch.uint8 and cpu_fast_path(masks) and b:
+    if (fast := native_u8(masks)) is not None:
         # the same three native steps as below (noise, filter, remap) in one call
+        native, volumes = fast
         ids = rng.sample_ids(b, masks.device)[:, 0].numpy()
         taps = _taps(2 * math.ceil(3 * sigma) + 1, sigma, torch.float32, masks.device).numpy()
-        volumes = masks.reshape(b, *spatial).contiguous().numpy()
         out = native.elastic_u8(volumes, alpha, taps, seed & 0xFFFFFFFF, rng.STREAM_ELASTIC, ids)
         return torch.from_numpy(out).view(masks.shape)
     field = elastic_displacement(b, spatial, alpha, sigma, seed, masks.device)
