@@ -57,17 +57,11 @@ pub fn below(seed: u32, stream: i64, samples: &[i64], counters: &[i64], p: f64) 
                 *out = u8::from(f64::from(mix(k, c)) * UNIT < p);
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            #[target_feature(enable = "avx2")]
-            fn avx2(k: u32, counters: &[i64], row: &mut [u8], p: f64) {
-                body(k, counters, row, p)
-            }
-            // SAFETY: the CPU was just checked for AVX2.
-            unsafe { avx2(k, counters, row, p) };
-            continue;
-        }
-        body(k, counters, row, p);
+        avx2_or_plain!(
+            body,
+            (k: u32, counters: &[i64], row: &mut [u8], p: f64) -> (),
+            (k, counters, row, p)
+        );
     }
     out
 }
@@ -80,16 +74,11 @@ fn fill_row(key: u32, counters: &[i64], row: &mut [f64]) {
             *out = f64::from(mix(key, c)) * UNIT;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(key: u32, counters: &[i64], row: &mut [f64]) {
-            body(key, counters, row)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { avx2(key, counters, row) };
-    }
-    body(key, counters, row)
+    avx2_or_plain!(
+        body,
+        (key: u32, counters: &[i64], row: &mut [f64]) -> (),
+        (key, counters, row)
+    )
 }
 
 #[cfg(test)]

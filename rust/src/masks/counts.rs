@@ -69,16 +69,11 @@ fn count(p: &[u8], t: &[u8], class: u8) -> (i64, i64, i64) {
         }
         (inter, predicted, truth)
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(p: &[u8], t: &[u8], class: u8) -> (i64, i64, i64) {
-            body(p, t, class)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { avx2(p, t, class) };
-    }
-    body(p, t, class)
+    avx2_or_plain!(
+        body,
+        (p: &[u8], t: &[u8], class: u8) -> (i64, i64, i64),
+        (p, t, class)
+    )
 }
 
 #[cfg(test)]

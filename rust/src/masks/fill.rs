@@ -215,10 +215,9 @@ fn quadric_row(
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(
+    avx2_or_plain!(
+        body,
+        (
             row: &mut [u8],
             dx: &[f64],
             cxx: f64,
@@ -226,13 +225,9 @@ fn quadric_row(
             pairs: &[f64],
             factors: &[f64],
             limit: f64,
-        ) {
-            body(row, dx, cxx, head, pairs, factors, limit)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { avx2(row, dx, cxx, head, pairs, factors, limit) };
-    }
-    body(row, dx, cxx, head, pairs, factors, limit)
+        ) -> (),
+        (row, dx, cxx, head, pairs, factors, limit)
+    )
 }
 
 /// Per sample, the `count[b]` voxels of smallest z = Σ_a ((x_a − μ_a) / s_a)², ties at the

@@ -150,16 +150,11 @@ fn filter_row(row: &mut [f32], sources: &Sources, taps: &[f32], scratch: &mut Ve
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(row: &mut [f32], padded: &[f32], taps: &[f32]) {
-            body(row, padded, taps)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { avx2(row, scratch, taps) };
-    }
-    body(row, scratch, taps)
+    avx2_or_plain!(
+        body,
+        (row: &mut [f32], padded: &[f32], taps: &[f32]) -> (),
+        (row, scratch, taps)
+    )
 }
 
 /// An axis with `inner` contiguous values per position ([L, inner] in C order): each output
@@ -203,18 +198,11 @@ fn filter_rows(
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(block: &[f32], out: &mut [f32], inner: usize, index: &[usize], taps: &[f32]) {
-            body(block, out, inner, index, taps)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        unsafe { avx2(block, scratch, inner, &sources.index, taps) };
-        block.copy_from_slice(scratch);
-        return;
-    }
-    body(block, scratch, inner, &sources.index, taps);
+    avx2_or_plain!(
+        body,
+        (block: &[f32], out: &mut [f32], inner: usize, index: &[usize], taps: &[f32]) -> (),
+        (block, scratch, inner, &sources.index, taps)
+    );
     block.copy_from_slice(scratch);
 }
 

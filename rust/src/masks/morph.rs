@@ -126,16 +126,11 @@ fn running(block: &mut [u8], scratch: &mut [u8], inner: usize, radius: usize, ta
             body(block, scratch, inner, radius, max)
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(block: &mut [u8], scratch: &mut [u8], inner: usize, radius: usize, max: bool) {
-            dispatch(block, scratch, inner, radius, max)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { avx2(block, scratch, inner, radius, take_max) };
-    }
-    dispatch(block, scratch, inner, radius, take_max)
+    avx2_or_plain!(
+        dispatch,
+        (block: &mut [u8], scratch: &mut [u8], inner: usize, radius: usize, max: bool) -> (),
+        (block, scratch, inner, radius, take_max)
+    )
 }
 
 #[cfg(test)]

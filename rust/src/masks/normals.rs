@@ -96,16 +96,11 @@ fn fill(key: u32, cosines: &mut [f32], sines: &mut [f32]) {
             *sin = radius * s;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(key: u32, cosines: &mut [f32], sines: &mut [f32]) {
-            body(key, cosines, sines)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { avx2(key, cosines, sines) };
-    }
-    body(key, cosines, sines)
+    avx2_or_plain!(
+        body,
+        (key: u32, cosines: &mut [f32], sines: &mut [f32]) -> (),
+        (key, cosines, sines)
+    )
 }
 
 #[cfg(test)]

@@ -148,17 +148,11 @@ pub fn gather_nearest(masks: &[u8], shape: &[usize], axes: &[Vec<Term>]) -> Resu
         lasts: &lasts,
         voxel_strides: &voxel_strides,
     };
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(plan: &Rows, masks: &[u8], out: &mut [u8], scratch: &mut Scratch) {
-            plan.run(masks, out, scratch)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        unsafe { avx2(&plan, masks, &mut out, &mut scratch) };
-        return Ok(out);
-    }
-    plan.run(masks, &mut out, &mut scratch);
+    avx2_or_plain!(
+        Rows::run,
+        (plan: &Rows, masks: &[u8], out: &mut [u8], scratch: &mut Scratch) -> (),
+        (&plan, masks, &mut out, &mut scratch)
+    );
     Ok(out)
 }
 
